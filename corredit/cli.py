@@ -24,10 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "corredit.world.commands",
     "corredit.data.commands",
     "corredit.stats.commands",
-    "corredit.embed.commands",
-    "corredit.graph.commands",
-    "corredit.schedule.commands",
-    "corredit.runner_commands",
+    "corredit.correlation_commands",
+    "corredit.experiment_commands",
 )
 
 
