@@ -1,0 +1,291 @@
+"""Load a causal language model with its tokenizer and architecture adapter.
+
+Usage::
+
+    from corredit.models import load, wrap
+    h = load("path/to/folder")          # or a Hub name in the local cache, or "world"
+    batch = h.encode(["The Eiffel Tower is in", "Paris is the capital of"])
+    h.model(**batch).logits
+    h.n_layers, h.hidden_size, h.key_size
+
+    h = wrap(model, tokenizer, name="tiny")   # a model already in memory
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from corredit.models.adapters import ArchitectureAdapter, get_adapter
+from corredit.registry import Registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+__all__ = [
+    "ModelHandle",
+    "ModelNotFoundError",
+    "MODEL_ALIASES",
+    "register_model_alias",
+    "default_device",
+    "prepare_tokenizer",
+    "load",
+    "wrap",
+]
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model that is neither a local folder nor reachable on the Hugging Face Hub."""
+
+
+#: Names that :func:`load` resolves to a local folder: alias -> zero-argument callable.
+MODEL_ALIASES: Registry[Callable[[], "str | os.PathLike[str]"]] = Registry("model alias")
+
+
+def register_model_alias(name: str, resolve: Callable[[], "str | os.PathLike[str]"], *, replace: bool = False) -> None:
+    """Make ``load(name)`` load the folder returned by ``resolve()`` (called lazily)."""
+    MODEL_ALIASES.add(name, resolve, replace=replace)
+
+
+def _world_model_dir() -> "str | os.PathLike[str]":
+    try:
+        world = importlib.import_module("corredit.world")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("corredit.world",):
+            raise
+        raise ModelNotFoundError(
+            "the 'world' model needs the corredit.world package, which is not installed; "
+            "pass the folder of a saved model instead, e.g. load('/path/to/model')"
+        ) from None
+    default_model_dir = getattr(world, "default_model_dir", None)
+    if default_model_dir is None:
+        raise ModelNotFoundError(
+            "the 'world' model needs corredit.world.default_model_dir(), which is not "
+            "available; pass the folder of a saved model instead, e.g. load('/path/to/model')"
+        )
+    return default_model_dir()
+
+
+register_model_alias("world", _world_model_dir)
+
+
+def default_device() -> str:
+    """``"cuda"`` when a CUDA device is available, else ``"cpu"``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def prepare_tokenizer(tokenizer: Any) -> Any:
+    """Give ``tokenizer`` a pad token (its EOS, else its UNK) and right padding, in place."""
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
+        if fallback is None:
+            raise ValueError(
+                f"tokenizer {type(tokenizer).__name__} has no pad, eos or unk token to pad with; "
+                "set tokenizer.pad_token before loading"
+            )
+        tokenizer.pad_token = fallback
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+@dataclass
+class ModelHandle:
+    """A model in eval mode, its tokenizer (pad token, right padding), its
+    :class:`ArchitectureAdapter`, the device it lives on and an identity ``name``."""
+
+    model: "nn.Module"
+    tokenizer: Any
+    adapter: ArchitectureAdapter
+    device: "torch.device"
+    name: str
+
+    @property
+    def n_layers(self) -> int:
+        """Number of transformer blocks."""
+        return self.adapter.n_layers(self.model)
+
+    @property
+    def hidden_size(self) -> int:
+        """Width ``d`` of the residual stream."""
+        return int(self.model.get_input_embeddings().weight.shape[1])
+
+    @property
+    def key_size(self) -> int:
+        """Width ``d_k`` of the MLP output projection's input (the key)."""
+        weight = self.adapter.module(self.model, "mlp_out", 0).weight
+        return int(weight.shape[0] if self.adapter.mlp_out_transposed else weight.shape[1])
+
+    @property
+    def dtype(self) -> "torch.dtype":
+        """Floating-point type of the model's parameters."""
+        return next(self.model.parameters()).dtype
+
+    def encode(
+        self, texts: str | Sequence[str], *, max_length: int | None = None, add_special_tokens: bool = True
+    ) -> dict[str, "torch.Tensor"]:
+        """Right-padded ``{"input_ids", "attention_mask"}`` on :attr:`device`; truncated
+        to ``max_length`` tokens when given."""
+        if isinstance(texts, str):
+            texts = [texts]
+        enc = self.tokenizer(
+            list(texts),
+            padding=True,
+            padding_side="right",
+            truncation=max_length is not None,
+            max_length=max_length,
+            add_special_tokens=add_special_tokens,
+            return_tensors="pt",
+        )
+        return {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelHandle(name={self.name!r}, architecture={self.adapter.architecture!r}, "
+            f"device={str(self.device)!r}, n_layers={self.n_layers})"
+        )
+
+
+def wrap(model: "nn.Module", tokenizer: Any, name: str = "in-memory") -> ModelHandle:
+    """A :class:`ModelHandle` for a model already in memory: puts it in eval mode and
+    prepares ``tokenizer`` in place (pad token, right padding); the device is that of
+    the model's parameters."""
+    adapter = get_adapter(model)
+    model.eval()
+    device = next(model.parameters()).device
+    return ModelHandle(model=model, tokenizer=prepare_tokenizer(tokenizer), adapter=adapter, device=device, name=str(name))
+
+
+def _is_path_like(name: str) -> bool:
+    """True for names that can only be meant as local paths (never Hub ids)."""
+    return os.path.isabs(name) or name.startswith((".", "~")) or "\\" in name
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt")
+_OFFLINE = "is unreachable (offline mode: HF_HUB_OFFLINE=1)"
+
+
+def _hub_offline() -> bool:
+    """True when Hugging Face offline mode is on (environment or huggingface_hub)."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover
+        return False
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _hub_reachable(timeout: float = 5.0) -> bool:
+    """Whether a TCP connection to the Hub's endpoint opens within ``timeout`` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    try:
+        from huggingface_hub import constants
+
+        endpoint = urlparse(constants.ENDPOINT)
+    except Exception:  # pragma: no cover
+        endpoint = urlparse("https://huggingface.co")
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _not_found(name: str, detail: str, hub: str = "is unreachable") -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"model {name!r} could not be found: {detail}, it is not in the local Hugging Face "
+        f"cache, and the Hugging Face Hub {hub}. Pass a local folder holding config.json, "
+        f"the weights and the tokenizer (as written by save_pretrained), e.g. "
+        f"load('/path/to/model'), or load('world') for the embedded model"
+    )
+
+
+def _from_pretrained(source: str, dtype: Any, local_only: bool) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    if len(tokenizer) < 2:  # transformers builds an empty tokenizer when its files are missing
+        raise OSError(f"the tokenizer of {source} is empty (vocabulary of {len(tokenizer)}); its files are missing")
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=local_only)
+    return model, tokenizer
+
+
+def load(name_or_path: "str | os.PathLike[str]", *, device: "str | torch.device | None" = None, dtype: "str | torch.dtype | None" = None) -> ModelHandle:
+    """Load a causal LM and its tokenizer from a local folder, the local Hub cache, a Hub
+    name, or a registered alias (``"world"``: the embedded default world model).
+
+    ``device`` defaults to :func:`default_device`; ``dtype`` defaults to float32
+    (``"auto"`` keeps the checkpoint's type; strings like ``"bfloat16"`` are accepted).
+    Raises :class:`ModelNotFoundError` when the model cannot be found.
+    """
+    import torch
+
+    name = os.fspath(name_or_path)
+    if name in MODEL_ALIASES:
+        name = os.fspath(MODEL_ALIASES.get(name)())
+        if not Path(name).is_dir():
+            raise _not_found(name, f"the alias {os.fspath(name_or_path)!r} names a missing folder")
+    if dtype is None:
+        dtype = torch.float32
+    elif isinstance(dtype, str) and dtype != "auto":
+        resolved = getattr(torch, dtype, None)
+        if not isinstance(resolved, torch.dtype):
+            raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16', 'float16' or 'auto'")
+        dtype = resolved
+
+    local = Path(name).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"cannot load a model from folder {local}: it has no config.json (expected a "
+                f"folder written by save_pretrained, with the model and its tokenizer)"
+            )
+        if not any((local / f).is_file() for f in _TOKENIZER_FILES):
+            raise ModelNotFoundError(
+                f"cannot load a model from folder {local}: it has no tokenizer files (one of "
+                f"{', '.join(_TOKENIZER_FILES)}); save the tokenizer there too with "
+                f"tokenizer.save_pretrained(folder)"
+            )
+        try:
+            model, tokenizer = _from_pretrained(str(local), dtype, local_only=True)
+        except (OSError, ValueError) as exc:  # incomplete folder: keep the loader's reason
+            raise ModelNotFoundError(f"cannot load a model from folder {local}: {exc}") from exc
+        source = str(local)
+    elif local.exists():
+        raise _not_found(name, f"{local} is a file, not a model folder")
+    elif _is_path_like(name):
+        hub = _OFFLINE if _hub_offline() else "is not asked for a file-system path"
+        raise _not_found(name, f"there is no local folder {local.resolve()}", hub)
+    else:
+        model, tokenizer = _from_hub(name, dtype)
+        source = name
+    model.to(torch.device(device) if device is not None else default_device())
+    return wrap(model, tokenizer, name=source)
+
+
+def _from_hub(name: str, dtype: Any) -> tuple[Any, Any]:
+    """From the local Hub cache, else (online only) from the Hub itself."""
+    missing = "there is no local folder of that name"
+    try:
+        return _from_pretrained(name, dtype, local_only=True)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ValueError) and "repo" not in str(exc).lower():
+            raise
+        if _hub_offline():
+            raise _not_found(name, missing, _OFFLINE) from exc
+    if not _hub_reachable():
+        raise _not_found(name, missing, "is unreachable (no connection)")
+    try:
+        return _from_pretrained(name, dtype, local_only=False)
+    except OSError as exc:
+        raise _not_found(name, missing, f"could not provide it ({exc})") from exc

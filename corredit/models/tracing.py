@@ -1,0 +1,255 @@
+"""Read and modify activations of chosen modules during a forward pass.
+
+Usage::
+
+    from corredit.models import Site, Addition, trace
+    key = Site("mlp_out", 3, "input")                 # the key of layer 3's MLP
+    res = trace(h, ids, attention_mask=mask, read=[key], stop_at_layer=3)
+    res.values[key]                                   # (batch, seq, d_k); res.logits is None
+
+    delta = torch.zeros(batch, h.hidden_size, requires_grad=True)
+    res = trace(h, ids, attention_mask=mask,
+                add={Site("mlp_out", 3, "output"): Addition(positions, delta)}, grad=True)
+    res.logits.sum().backward()                       # gradients reach delta
+
+The context-manager form installs the same hooks around any forward call::
+
+    with tracing(h, read=[key], stop_at_layer=3) as res:
+        h.model(**batch)                              # stopped after block 3, quietly
+    res.values[key]
+
+Hooks are removed when the block exits, also on errors. A site that is both read and
+added to records the value after the addition (what the rest of the model sees).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, NamedTuple
+
+import torch
+
+from corredit.models.adapters import LAYER_KINDS, ArchitectureAdapter, _as_layer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+    from corredit.models.handle import ModelHandle
+
+__all__ = ["Site", "Addition", "TraceResult", "StopForward", "trace", "tracing"]
+
+_IOS = ("input", "output")
+
+
+class Site(NamedTuple):
+    """A place to read or modify: ``kind`` (``"block"``, ``"mlp_in"``, ``"mlp_out"``,
+    ``"mlp_gate"``, ``"attn_out"``), ``layer`` and ``io`` (``"input"``/``"output"``).
+    ``Site("mlp_out", 3, "input")`` is the key of layer 3; ``Site("block", 3, "output")``
+    the residual stream after block 3."""
+
+    kind: str
+    layer: int
+    io: str
+
+
+class Addition(NamedTuple):
+    """Row ``b`` gets ``vectors[b]`` added at token ``positions[b]`` (``-1``: no addition
+    in that row). ``positions``: LongTensor ``(batch,)``; ``vectors``: ``(batch, dim)``,
+    may require grad."""
+
+    positions: torch.Tensor
+    vectors: torch.Tensor
+
+
+@dataclass
+class TraceResult:
+    """What a traced forward pass recorded: ``values[site]`` -> ``(batch, seq, dim)``;
+    ``logits`` (None when the pass stopped early or ran inside :func:`tracing`)."""
+
+    values: dict[Site, torch.Tensor] = field(default_factory=dict)
+    logits: torch.Tensor | None = None
+
+    def __getitem__(self, site: Site) -> torch.Tensor:
+        return self.values[site]
+
+
+class StopForward(Exception):
+    """Raised by the hook after the last block needed; caught by :func:`trace` and
+    :func:`tracing`."""
+
+
+def _check_site(site: Site, adapter: ArchitectureAdapter, n_layers: int) -> Site:
+    if not isinstance(site, tuple) or len(site) != 3:
+        raise TypeError(f"expected Site(kind, layer, io), got {site!r}")
+    site = Site(*site)
+    if site.kind not in LAYER_KINDS:
+        raise ValueError(f"unknown site kind {site.kind!r} in {site}; known: {', '.join(LAYER_KINDS)}")
+    if site.io not in _IOS:
+        raise ValueError(f"site io must be 'input' or 'output', got {site.io!r} in {site}")
+    if site.kind == "mlp_gate" and adapter.mlp_gate is None:
+        raise ValueError(f"{adapter.architecture} has no gated MLP; {site} does not exist")
+    layer = _as_layer(site.kind, site.layer)
+    if layer >= n_layers:
+        raise IndexError(f"{site}: layer out of range for a model with {n_layers} layers")
+    return Site(site.kind, layer, site.io)
+
+
+def _first_tensor(value: Any, where: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+        return value[0]
+    raise TypeError(f"cannot find the hidden-state tensor of {where} (got {type(value).__name__})")
+
+
+def _replace_first(value: Any, new: torch.Tensor) -> Any:
+    if isinstance(value, torch.Tensor):
+        return new
+    return (new, *value[1:]) if isinstance(value, tuple) else [new, *value[1:]]
+
+
+def _apply_addition(x: torch.Tensor, addition: Addition, site: Site) -> torch.Tensor:
+    positions, vectors = addition
+    positions = torch.as_tensor(positions, device=x.device).long()
+    batch, seq, dim = x.shape
+    if positions.shape != (batch,):
+        raise ValueError(f"Addition at {site}: positions must have shape ({batch},), got {tuple(positions.shape)}")
+    if tuple(vectors.shape) != (batch, dim):
+        raise ValueError(f"Addition at {site}: vectors must have shape ({batch}, {dim}), got {tuple(vectors.shape)}")
+    if bool(((positions < -1) | (positions >= seq)).any()):
+        raise IndexError(f"Addition at {site}: positions {positions.tolist()} outside [-1, {seq})")
+    rows = torch.nonzero(positions >= 0).flatten()
+    if rows.numel() == 0:
+        return x
+    update = torch.zeros_like(x).index_put(
+        (rows, positions[rows]), vectors.to(device=x.device, dtype=x.dtype)[rows], accumulate=True
+    )
+    return x + update
+
+
+def _resolve(target: "ModelHandle | nn.Module", adapter: ArchitectureAdapter | None):
+    model = getattr(target, "model", target)
+    if adapter is None:
+        adapter = getattr(target, "adapter", None)
+    if adapter is None:
+        from corredit.models.adapters import get_adapter
+
+        adapter = get_adapter(model)
+    return model, adapter
+
+
+@contextmanager
+def tracing(
+    target: "ModelHandle | nn.Module",
+    read: Iterable[Site] = (),
+    add: Mapping[Site, Addition] | None = None,
+    stop_at_layer: int | None = None,
+    *,
+    keep_graph: bool = False,
+    adapter: ArchitectureAdapter | None = None,
+) -> Iterator[TraceResult]:
+    """Install read/add hooks (and the early stop) for the duration of a ``with`` block.
+
+    ``target`` is a :class:`ModelHandle` or a bare model (adapter looked up). Values are
+    detached copies unless ``keep_graph`` is True. A :class:`StopForward` raised by the
+    stop hook ends the forward call and is swallowed at the end of the block.
+    """
+    model, adapter = _resolve(target, adapter)
+    n_layers = adapter.n_layers(model)
+    reads = {_check_site(s, adapter, n_layers) for s in read}
+    adds = {_check_site(s, adapter, n_layers): a for s, a in (add or {}).items()}
+    if stop_at_layer is not None:
+        stop_at_layer = _as_layer("stop_at_layer", stop_at_layer)
+        if stop_at_layer >= n_layers:
+            raise IndexError(f"stop_at_layer={stop_at_layer!r} out of range for {n_layers} layers")
+        late = sorted(s for s in reads | set(adds) if s.layer > stop_at_layer)
+        if late:
+            raise ValueError(f"sites {late} lie after stop_at_layer={stop_at_layer} and would never run")
+
+    result = TraceResult()
+
+    def record(site: Site, x: torch.Tensor) -> None:
+        if site in reads:
+            result.values[site] = x if keep_graph else x.detach().clone()
+
+    def pre_hook(site: Site):
+        def hook(module, args, kwargs):
+            where = adapter.module_name(site.kind, site.layer)
+            if args:
+                x = _first_tensor(args[0], where)
+                if site in adds:
+                    x = _apply_addition(x, adds[site], site)
+                    args = (x, *args[1:])
+            elif "hidden_states" in kwargs:
+                x = _first_tensor(kwargs["hidden_states"], where)
+                if site in adds:
+                    x = _apply_addition(x, adds[site], site)
+                    kwargs = {**kwargs, "hidden_states": x}
+            else:
+                raise TypeError(f"cannot find the input tensor of {where}")
+            record(site, x)
+            return (args, kwargs) if site in adds else None
+
+        return hook
+
+    def post_hook(site: Site):
+        def hook(module, args, kwargs, output):
+            x = _first_tensor(output, adapter.module_name(site.kind, site.layer))
+            if site in adds:
+                x = _apply_addition(x, adds[site], site)
+                output = _replace_first(output, x)
+            record(site, x)
+            return output if site in adds else None
+
+        return hook
+
+    def stop_hook(module, args, output):
+        raise StopForward()
+
+    handles = []
+    try:
+        for site in sorted(reads | set(adds)):
+            module = adapter.module(model, site.kind, site.layer)
+            if site.io == "input":
+                handles.append(module.register_forward_pre_hook(pre_hook(site), with_kwargs=True))
+            else:
+                handles.append(module.register_forward_hook(post_hook(site), with_kwargs=True))
+        if stop_at_layer is not None:
+            # registered last, so the block's own read/add hooks run before it
+            handles.append(adapter.module(model, "block", stop_at_layer).register_forward_hook(stop_hook))
+        try:
+            yield result
+        except StopForward:
+            pass
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def trace(
+    handle: "ModelHandle | nn.Module",
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    read: Iterable[Site] = (),
+    add: Mapping[Site, Addition] | None = None,
+    stop_at_layer: int | None = None,
+    grad: bool = False,
+) -> TraceResult:
+    """One forward pass of ``handle.model`` reading ``read`` sites and adding ``add``.
+
+    ``stop_at_layer=L`` stops right after block ``L`` (``logits`` is then None).
+    ``grad=True`` keeps the autograd graph (values and logits are differentiable in the
+    addition vectors); otherwise the pass runs under ``torch.no_grad``.
+    """
+    model, _ = _resolve(handle, None)
+    device = getattr(handle, "device", None) or next(model.parameters()).device
+    input_ids = input_ids.to(device)
+    if attention_mask is not None:
+        attention_mask = attention_mask.to(device)
+    with torch.set_grad_enabled(grad), tracing(
+        handle, read=read, add=add, stop_at_layer=stop_at_layer, keep_graph=grad
+    ) as result:
+        out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        result.logits = out.logits
+    return result
