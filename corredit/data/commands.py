@@ -1,0 +1,108 @@
+"""The ``corredit data`` subcommands.
+
+Usage::
+
+    corredit data info PATH [--format NAME] [--json] [--strict] [--zsre-target alt|answers]
+                            [--problems N]
+    corredit data formats
+    corredit data sources
+    corredit data fetch NAME [--cache-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``data`` and its subcommands to the ``corredit`` parser."""
+    data = subparsers.add_parser("data", help="read and describe edit sets",
+                                 description="Read and describe edit sets.")
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    sub.required = True
+
+    info = sub.add_parser("info", help="what an edit-set file or folder holds",
+                          description="Load an edit set and print its figures: records, "
+                                      "subjects, relations, subjects with several facts, the "
+                                      "relation histogram, problems.")
+    info.add_argument("path", metavar="PATH", help="a data file, a folder of data files, "
+                                                   "or a world folder")
+    info.add_argument("--format", default=None, metavar="NAME",
+                      help="the format (default: detected); see 'corredit data formats'")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument("--strict", action="store_true",
+                      help="fail on the first bad record instead of setting it aside")
+    info.add_argument("--zsre-target", choices=("alt", "answers"), default=None,
+                      help="zsRE: the new target is 'alt' (default) or answers[0]")
+    info.add_argument("--problems", type=int, default=20, metavar="N",
+                      help="how many problems to list (default 20)")
+    info.set_defaults(func=_info)
+
+    formats = sub.add_parser("formats", help="list the known edit-set formats")
+    formats.set_defaults(func=_formats)
+
+    sources = sub.add_parser("sources", help="list the datasets 'fetch' knows")
+    sources.set_defaults(func=_sources)
+
+    fetch = sub.add_parser("fetch", help="download a named public dataset into the cache",
+                           description="Download a named dataset once into the user cache, "
+                                       "checking its size and SHA-256.")
+    fetch.add_argument("name", metavar="NAME", help="see 'corredit data sources'")
+    fetch.add_argument("--cache-dir", default=None, metavar="DIR",
+                       help="cache folder (default: $CORREDIT_CACHE/data or "
+                            "~/.cache/corredit/data)")
+    fetch.set_defaults(func=_fetch)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from corredit.data import format_summary, load_dataset, summarize
+
+    options = {}
+    if args.zsre_target is not None:
+        options["target"] = args.zsre_target
+    logger = logging.getLogger("corredit.data")
+    was_disabled, logger.disabled = logger.disabled, True  # the line below says it instead
+    try:
+        res = load_dataset(args.path, format=args.format, strict=args.strict, **options)
+    finally:
+        logger.disabled = was_disabled
+    summary = summarize(res, max_problems=max(args.problems, 0))
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(format_summary(summary))
+    if res.n_set_aside:
+        print(f"corredit data info: warning: {res.n_set_aside} of {res.n_input} records set "
+              f"aside ({len(res.problems)} problems)", file=sys.stderr)
+    return 0
+
+
+def _formats(args: argparse.Namespace) -> int:
+    from corredit.data import FORMATS
+
+    for name in FORMATS.names():
+        fmt = FORMATS.get(name)
+        opts = "".join(f" [{k}={v!r}]" for k, v in fmt.options.items())
+        print(f"{name:18s} {fmt.description}{opts}")
+    return 0
+
+
+def _sources(args: argparse.Namespace) -> int:
+    from corredit.data import SOURCES
+
+    for name in SOURCES.names():
+        src = SOURCES.get(name)
+        print(f"{name:28s} {src.size:>10,} B  {src.description}")
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from corredit.data import fetch_dataset
+
+    print(fetch_dataset(args.name, cache_dir=args.cache_dir))
+    return 0
