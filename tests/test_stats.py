@@ -1,0 +1,331 @@
+"""Covariance statistics: correctness against a naive computation, single pass, budget,
+padding, cache provenance, resumption and the reference .npz layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from corredit.models.testing import tiny_model
+from corredit.stats import (
+    ProvenanceError,
+    SecondMoment,
+    StatsCache,
+    TextFileCorpus,
+    TextsCorpus,
+    iter_token_batches,
+    load_npz,
+    save_npz,
+    second_moments,
+)
+
+TEXTS = [
+    "The Eiffel Tower is located in the city of Paris, the capital of France.",
+    "Rome is the capital of Italy.",
+    "A cat.",
+    "Thomas Edison invented the light bulb. Marie Curie worked in Paris on radioactivity.",
+    "The river Thames flows through London.",
+    "   ",  # blank: skipped by the corpus
+    "Lionel Messi plays football for a club. Serena Williams plays tennis. The sun is a star.",
+    "He was born in Paris.",
+    "What is the capital of France? The answer is Paris.",
+    "Apple was founded by Steve Jobs. Microsoft was founded by Bill Gates.",
+    "Big Ben is in London.",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices: one thread is faster, and far faster on a busy shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def h():
+    return tiny_model("GPT2LMHeadModel", seed=0)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return TextsCorpus(TEXTS, identity="test-texts")
+
+
+def naive_moments(h, layers, token_rows):
+    """One full forward pass per layer and per document (no padding at all), keys of
+    every token, float64 outer products summed one token at a time."""
+    out = {}
+    for layer in layers:
+        module = h.adapter.module(h.model, "mlp_out", layer)
+        keys = []
+        hook = module.register_forward_pre_hook(lambda m, args: keys.append(args[0].detach()))
+        try:
+            with torch.no_grad():
+                for row in token_rows:
+                    h.model(input_ids=torch.tensor([row]))
+        finally:
+            hook.remove()
+        total = torch.zeros(h.key_size, h.key_size, dtype=torch.float64)
+        n = 0
+        for k in keys:
+            for v in k[0].double():
+                total += torch.outer(v, v)
+                n += 1
+        out[layer] = (total, n)
+    return out
+
+
+def token_rows(h, texts, max_length=128, max_tokens=None):
+    rows, left = [], max_tokens
+    for t in texts:
+        if not t.strip():
+            continue
+        r = h.tokenizer(t, truncation=True, max_length=max_length)["input_ids"]
+        if left is not None:
+            r = r[:left]
+            left -= len(r)
+        if r:
+            rows.append(r)
+        if left == 0:
+            break
+    return rows
+
+
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_matches_naive_computation_without_padding(h, corpus, blocks):
+    # batch_size=1: no padding, so the keys are bit-identical to the naive pass and only
+    # the float64 summation order differs; blocks=3 computes upper block rows only
+    mom = second_moments(h, [0, 2], corpus, batch_size=1, blocks=blocks)
+    ref = naive_moments(h, [0, 2], token_rows(h, TEXTS))
+    for layer in (0, 2):
+        total, n = ref[layer]
+        assert mom[layer].count == n
+        assert mom[layer].sum.dtype == torch.float64
+        assert torch.equal(mom[layer].sum, mom[layer].sum.T)
+        torch.testing.assert_close(mom[layer].sum, total, rtol=1e-12, atol=1e-10)
+        torch.testing.assert_close(mom[layer].matrix(), total / n, rtol=1e-12, atol=1e-12)
+
+
+def test_padding_is_excluded(h, corpus):
+    batches = list(iter_token_batches(h.tokenizer, corpus, batch_size=4, max_length=128))
+    assert any(not bool(b.attention_mask.all()) for b in batches)  # padding present
+    padded = second_moments(h, [1], corpus, batch_size=4)[1]
+    ref, n = naive_moments(h, [1], token_rows(h, TEXTS))[1]
+    assert padded.count == n == sum(len(r) for r in token_rows(h, TEXTS))
+    # keys of a padded batch differ from single-document keys only by float32 rounding
+    torch.testing.assert_close(padded.sum, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_single_pass_stops_after_highest_layer(h, corpus):
+    calls = {i: 0 for i in range(h.n_layers)}
+    head_calls = []
+    hooks = [h.adapter.module(h.model, "block", i).register_forward_hook(
+        lambda m, a, o, i=i: calls.__setitem__(i, calls[i] + 1)) for i in range(h.n_layers)]
+    hooks.append(h.model.get_output_embeddings().register_forward_hook(
+        lambda m, a, o: head_calls.append(1)))
+    try:
+        second_moments(h, [1, 0], corpus, batch_size=4)
+    finally:
+        for hk in hooks:
+            hk.remove()
+    n_batches = len(list(iter_token_batches(h.tokenizer, corpus, batch_size=4)))
+    assert n_batches == 3
+    assert calls == {0: n_batches, 1: n_batches, 2: 0}  # one pass; block 2 never runs
+    assert head_calls == []
+
+
+@pytest.mark.parametrize("budget", [1, 37, 64])
+def test_budget_is_exact(h, corpus, budget):
+    mom = second_moments(h, [2], corpus, max_tokens=budget, batch_size=3)[2]
+    assert mom.count == budget
+    ref, n = naive_moments(h, [2], token_rows(h, TEXTS, max_tokens=budget))[2]
+    assert n == budget
+    torch.testing.assert_close(mom.sum, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_mixed_precision_is_close_and_cached_apart(tmp_path, h, corpus):
+    exact = second_moments(h, [2], corpus, batch_size=4)[2]
+    mixed = second_moments(h, [2], corpus, batch_size=4, precision="mixed", blocks=2)[2]
+    assert mixed.provenance["dtype"] == "mixed" and exact.provenance["dtype"] == "float64"
+    assert not torch.equal(mixed.sum, exact.sum)
+    torch.testing.assert_close(mixed.sum, exact.sum, rtol=1e-5, atol=1e-5)
+    assert torch.equal(mixed.sum, mixed.sum.T)
+    a = StatsCache(tmp_path, batch_size=4).get(h, [2], corpus, 50)[2]
+    b = StatsCache(tmp_path, batch_size=4, precision="mixed").get(h, [2], corpus, 50)[2]
+    assert a.provenance["dtype"] == "float64" and b.provenance["dtype"] == "mixed"
+    assert len(list(tmp_path.rglob("layer2.npz"))) == 2
+    with pytest.raises(ValueError, match="unknown precision"):
+        second_moments(h, [2], corpus, precision="float16")
+
+
+def test_truncation_and_exhausted_corpus_warns(h):
+    c = TextsCorpus(["Paris is the capital of France. " * 20])
+    with pytest.warns(UserWarning, match="ran out"):
+        m = second_moments(h, [0], c, max_tokens=1000, max_length=16)[0]
+    assert m.count == 16
+
+
+def test_rejects_bad_layers(h, corpus):
+    with pytest.raises(ValueError, match="out of range"):
+        second_moments(h, [3], corpus)
+    with pytest.raises(ValueError, match="no layers"):
+        second_moments(h, [], corpus)
+
+
+def test_cache_hit_miss_and_provenance(tmp_path, corpus):
+    h = tiny_model("GPT2LMHeadModel", seed=0)  # own copy: its weights get modified below
+    cache = StatsCache(tmp_path, batch_size=4)
+    first = cache.get(h, [0, 2], corpus, max_tokens=40)
+    assert cache.path(h, 0, corpus, 40).is_file() and cache.path(h, 2, corpus, 40).is_file()
+    prov = first[2].provenance
+    assert prov["weights_hash"].startswith("sha256:") and prov["corpus"] == "test-texts"
+    assert prov["tokens"] == 40 and prov["layer"] == 2 and prov["dtype"] == "float64"
+
+    # a hit runs no forward pass
+    calls = []
+    hook = h.adapter.module(h.model, "block", 0).register_forward_hook(lambda *a: calls.append(1))
+    try:
+        again = cache.get(h, [2, 0], corpus, max_tokens=40)
+        assert calls == []
+        assert torch.equal(again[0].sum, first[0].sum) and again[0].count == 40
+        # another budget is another entry: a miss
+        other = cache.get(h, [0], corpus, max_tokens=20)
+        assert len(calls) > 0 and other[0].count == 20
+    finally:
+        hook.remove()
+    with pytest.raises(FileNotFoundError, match="no cached statistics"):
+        cache.get(h, [1], corpus, max_tokens=40, compute=False)
+
+    # changed weights: the entry is refused, or recomputed on request
+    with torch.no_grad():
+        h.adapter.module(h.model, "mlp_in", 0).weight.mul_(1.5)
+    with pytest.raises(ProvenanceError, match="weights_hash"):
+        cache.get(h, [0], corpus, max_tokens=40)
+    redo = StatsCache(tmp_path, batch_size=4, on_mismatch="recompute").get(h, [0], corpus, 40)
+    assert not torch.allclose(redo[0].sum, first[0].sum)
+    assert cache.get(h, [0], corpus, max_tokens=40)[0].provenance["weights_hash"] != prov["weights_hash"]
+
+
+class _Interrupting:
+    """A corpus that fails after yielding ``after`` documents (a killed run)."""
+
+    def __init__(self, inner, after):
+        self.inner, self.after = inner, after
+        self.identity = inner.identity
+
+    def documents(self, start=0):
+        for i, d in enumerate(self.inner.documents(start)):
+            if i == self.after:
+                raise KeyboardInterrupt("simulated interruption")
+            yield d
+
+
+class _Recording:
+    def __init__(self, inner):
+        self.inner, self.starts = inner, []
+        self.identity = inner.identity
+
+    def documents(self, start=0):
+        self.starts.append(start)
+        return self.inner.documents(start)
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, h, corpus):
+    whole = second_moments(h, [0, 2], corpus, max_tokens=90, batch_size=2)
+    cache = StatsCache(tmp_path, batch_size=2, checkpoint_every=1)
+    with pytest.raises(KeyboardInterrupt):
+        cache.get(h, [0, 2], _Interrupting(corpus, after=5), max_tokens=90)
+    partial = cache.partial_path(h, [0, 2], corpus, 90)
+    assert partial.is_file()
+    # the resumed run uses the recorded batch size even when asked for another
+    rec = _Recording(corpus)
+    resumed = cache.get(h, [0, 2], rec, max_tokens=90, batch_size=7)
+    assert rec.starts == [4]  # two finished batches of two documents were kept
+    assert not partial.exists()
+    for layer in (0, 2):
+        assert resumed[layer].count == whole[layer].count == 90
+        assert torch.equal(resumed[layer].sum, whole[layer].sum)  # bit for bit
+
+
+def test_npz_round_trip_and_reference_layout(tmp_path, h, corpus):
+    m = second_moments(h, [1], corpus, max_tokens=30, batch_size=4)[1]
+    path = save_npz(tmp_path / "s.npz", m)
+    with np.load(path) as d:
+        assert {"mom2.mom2", "mom2.count"} <= set(d.files)
+        assert d["mom2.mom2"].dtype == np.float64 and int(d["mom2.count"]) == 30
+    back = load_npz(path)
+    assert torch.equal(back.sum, m.sum) and back.count == 30 and back.layer == 1
+    assert back.provenance["corpus"] == "test-texts"
+
+    # a file written the reference way (float32 sum, no provenance) imports into the cache
+    ref = tmp_path / "transformer.h.1.mlp.c_proj_float32_mom2_100.npz"
+    np.savez(ref, **{"mom2.mom2": m.sum.numpy().astype(np.float32),
+                     "mom2.count": np.array(m.count), "sample_size": np.array(100)})
+    cache = StatsCache(tmp_path / "cache")
+    cache.import_npz(ref, h, 1, corpus, max_tokens=30)
+    got = cache.get(h, [1], corpus, max_tokens=30, compute=False)[1]
+    torch.testing.assert_close(got.sum, m.sum, rtol=1e-6, atol=1e-6)
+    assert got.count == 30
+
+    with pytest.raises(KeyError, match="mom2.mom2"):
+        np.savez(tmp_path / "bad.npz", x=np.zeros(2))
+        load_npz(tmp_path / "bad.npz")
+
+
+def test_second_moment_accumulator():
+    g = torch.Generator().manual_seed(0)
+    keys = torch.randn(10, 3, generator=g)
+    m = SecondMoment.zeros(3, layer=0).add(keys[:4]).add(keys[4:])
+    torch.testing.assert_close(m.sum, keys.double().T @ keys.double())
+    assert m.count == 10
+    with pytest.raises(ValueError, match="holds no tokens"):
+        SecondMoment.zeros(3).matrix()
+
+
+def test_corpus_identities():
+    from corredit.stats import HFDatasetCorpus
+
+    assert TextsCorpus(["a", "b"]).identity == TextsCorpus(["a", " ", "b"]).identity
+    assert TextsCorpus(["a", "b"]).identity != TextsCorpus(["b", "a"]).identity
+    assert list(TextsCorpus(["a", "", "b", "c"]).documents(start=1)) == ["b", "c"]
+    hf = HFDatasetCorpus("wikitext", config="wikitext-103-raw-v1", split="train")
+    assert hf.identity == ("hf:wikitext:config=wikitext-103-raw-v1:split=train:field=text:"
+                           "revision=None")  # built without importing or downloading
+    with pytest.raises(ValueError, match="text 1 is a int"):
+        TextsCorpus(["a", 3])
+
+
+def test_wikitext_file_corpus(shared_data, h):
+    path = shared_data / "wikitext2" / "wiki.test.raw.txt"
+    c = TextFileCorpus(path, clean="wikitext")
+    assert c.identity == TextFileCorpus(path, clean="wikitext").identity
+    assert c.identity != TextFileCorpus(path).identity
+    docs = list(c.documents())
+    assert len(docs) > 2000
+    assert not any(d.startswith("= ") and d.endswith(" =") for d in docs)  # headings dropped
+    assert docs[0].startswith("Robert Boulter is an English film, television")
+    assert " @-@ " not in docs[0] and "guest-starring" in docs[0]
+    assert list(c.documents(start=5))[0] == docs[5]
+    m = second_moments(h, [2], c, max_tokens=500, batch_size=8)[2]
+    assert m.count == 500 and m.provenance["documents"] <= 8
+
+
+def test_cli_compute(tmp_path, h, capsys):
+    from corredit.cli import main
+
+    h.model.save_pretrained(tmp_path / "model")
+    h.tokenizer.save_pretrained(tmp_path / "model")
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(TEXTS), encoding="utf-8")
+    rc = main(["stats", "compute", "--model", str(tmp_path / "model"), "--layers", "0,2",
+               "--corpus", str(text), "--max-tokens", "33", "--cache", str(tmp_path / "c"),
+               "--export-dir", str(tmp_path / "ref"), "--batch-size", "4"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert '"tokens": 33' in out
+    exported = sorted(p.name for p in (tmp_path / "ref").iterdir())
+    assert exported == ["transformer.h.0.mlp.c_proj_float64_mom2_3.npz",
+                        "transformer.h.2.mlp.c_proj_float64_mom2_3.npz"]
