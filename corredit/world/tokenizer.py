@@ -8,7 +8,7 @@ Usage::
     tok = train_tokenizer(texts, vocab_size=1024, whole_words=["Belun"])   # ' Belun': one token
 
 Like GPT-2: a word carries its leading space (" Belun"), no BOS token is added, and
-``<|endoftext|>`` serves as end of text and as padding (right padding).
+``<|endoftext|>`` is the end-of-text and padding token (right padding).
 """
 
 from __future__ import annotations

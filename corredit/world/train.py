@@ -9,8 +9,10 @@ Usage::
 
 Same options, texts and machine -> the same weights, bit for bit: fixed thread count,
 deterministic algorithms, ``torch.manual_seed`` for the initialisation and a data order
-drawn from ``options.seed`` alone. Each text is one sequence (ending in ``<|endoftext|>``),
-starting at position 0 the way a prompt does; batches group texts of similar length.
+drawn from ``options.seed`` alone. Each text is one sequence starting at position 0, the
+way a prompt does; batches group texts of similar length. No end-of-text token is trained:
+after a fact the model goes on the way biographies do, with more facts, so sampling runs
+to its token limit.
 """
 
 from __future__ import annotations
@@ -62,11 +64,10 @@ def make_model(tokenizer: Any, options: WorldOptions):
 
 
 def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids of each text followed by ``<|endoftext|>``; a text too long raises."""
-    eos = tokenizer.eos_token_id
+    """Token ids of each text; a text longer than ``max_length`` tokens raises."""
     out = []
     for i, ids in enumerate(tokenizer(list(texts), add_special_tokens=False)["input_ids"]):
-        ids = list(ids) + [eos]
+        ids = list(ids)
         if len(ids) > max_length:
             raise ValueError(f"training text {i} has {len(ids)} tokens, more than n_positions "
                              f"= {max_length}: {texts[i][:80]!r}...")

@@ -1,0 +1,112 @@
+"""Model health: perplexity on held-out text and norm growth of edited matrices, rows
+labelled ``suite="health"``.
+
+Usage::
+
+    from corredit.evaluate import perplexity, token_perplexity, norm_growth, health_rows
+    ppl = perplexity(h, w.heldout_texts(), batch_size=8, max_length=128)
+    original = snapshot(h.model, names)            # before editing
+    ...                                            # edit
+    growth = norm_growth(original, h.model)        # {name: ||W_edited||_F / ||W_orig||_F}
+    rows = health_rows(perplexity=ppl, norm_growth=growth)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+import torch
+
+from corredit.evaluate.rows import suite_rows
+from corredit.evaluate.scoring import _eval_mode, _pad_id, encode_prompt
+
+__all__ = ["text_windows", "token_perplexity", "perplexity", "norm_growth", "health_rows"]
+
+SUITE = "health"
+
+
+def text_windows(tokenizer: Any, texts: Sequence[str], max_length: int = 128
+                 ) -> list[list[int]]:
+    """Each non-blank text tokenized (a leading BOS kept) and cut into consecutive
+    windows of at most ``max_length`` tokens; windows shorter than 2 tokens (nothing to
+    predict) are left out."""
+    if max_length < 2:
+        raise ValueError(f"max_length must be >= 2, got {max_length}")
+    out: list[list[int]] = []
+    for text in texts:
+        if not text.strip():
+            continue
+        ids = encode_prompt(tokenizer, text)
+        out += [w for w in (ids[s:s + max_length] for s in range(0, len(ids), max_length))
+                if len(w) >= 2]
+    return out
+
+
+def token_perplexity(h: Any, windows: Sequence[Sequence[int]], batch_size: int = 8) -> float:
+    """exp of the mean next-token NLL over every predicted position of the token
+    ``windows`` (each token weighs the same; padding excluded), batched with right
+    padding. Example: ``token_perplexity(h, [[464, 3290, 318]])``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    windows = [list(w) for w in windows if len(w) >= 2]
+    if not windows:
+        raise ValueError("perplexity: no window of 2 or more tokens")
+    pad = _pad_id(h.tokenizer)
+    total, count = 0.0, 0
+    order = sorted(range(len(windows)), key=lambda i: -len(windows[i]))
+    with _eval_mode(h.model), torch.no_grad():
+        for s in range(0, len(order), batch_size):
+            chunk = [windows[i] for i in order[s:s + batch_size]]
+            width = max(len(w) for w in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for r, w in enumerate(chunk):
+                ids[r, :len(w)] = torch.as_tensor(w)
+                mask[r, :len(w)] = 1
+            ids, mask = ids.to(h.device), mask.to(h.device)
+            logits = h.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+            tok_lp = logp.gather(2, ids[:, 1:, None])[:, :, 0]
+            valid = mask[:, 1:].bool()
+            total -= float(tok_lp.double()[valid].sum())
+            count += int(valid.sum())
+            del logits, logp
+    return math.exp(total / count)
+
+
+def perplexity(h: Any, texts: Sequence[str], batch_size: int = 8, max_length: int = 128
+               ) -> float:
+    """Token-weighted perplexity of held-out ``texts`` (:func:`text_windows`, then
+    :func:`token_perplexity`)."""
+    return token_perplexity(h, text_windows(h.tokenizer, texts, max_length), batch_size)
+
+
+def norm_growth(original: Mapping[str, torch.Tensor], model: Any) -> dict[str, float]:
+    """``||W_edited||_F / ||W_orig||_F`` for every parameter named in ``original`` (a
+    :func:`~corredit.models.snapshot` taken before editing), read from ``model``."""
+    params = dict(model.named_parameters())
+    missing = [n for n in original if n not in params]
+    if missing:
+        raise KeyError(f"norm_growth: the model has no parameter(s) {missing}")
+    out = {}
+    with torch.no_grad():
+        for name, before in original.items():
+            ref = float(before.detach().double().norm())
+            if ref == 0.0:
+                raise ValueError(f"norm_growth: parameter {name!r} had norm 0 before the edit")
+            out[name] = float(params[name].detach().double().norm()) / ref
+    return out
+
+
+def health_rows(*, perplexity: float | None = None,
+                norm_growth: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Tidy rows (suite ``health``, case_id ``""``, prompt_index 0): ``perplexity`` with
+    prompt_kind ``model``; ``norm_growth`` with prompt_kind = parameter name."""
+    records: list[tuple[str, str, int, str, float]] = []
+    if perplexity is not None:
+        records.append(("", "model", 0, "perplexity", float(perplexity)))
+    for name, value in (norm_growth or {}).items():
+        records.append(("", name, 0, "norm_growth", float(value)))
+    return suite_rows(records, SUITE)
