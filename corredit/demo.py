@@ -1,0 +1,130 @@
+"""The demo: the packaged run on the embedded world, its figures, report and summary.
+
+Usage::
+
+    from corredit.demo import run_demo, demo_config, DEMO_CONFIG
+    res = run_demo("runs/demo")                 # or quick=True for the reduced CI version
+    res.summary                                 # the summary table (scores x100)
+    res.score_difference                        # same-subject minus other-subject scores
+    res.seconds, res.figures, res.report
+
+    corredit demo --out runs/demo [--quick]      # the same from the command line
+    corredit run corredit/configs/demo.toml --out runs/demo   # the run alone
+
+The demo's configuration is the packaged ``corredit/configs/demo.toml`` (``--quick``:
+``demo-quick.toml``): a few hundred world edits of subjects that each carry several facts
+in subject-first phrasings, scheduled as correlated, random, decorrelated and
+same-subject batches at two batch sizes, edited by MEMIT (batch), ROME (sequential) and
+FT (batch).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import pandas as pd
+
+from corredit.config import RunConfig, load_config
+
+__all__ = ["CONFIG_DIR", "DEMO_CONFIG", "QUICK_CONFIG", "DemoResult", "demo_config",
+           "run_demo", "demo_text", "default_workers"]
+
+#: The packaged example configurations.
+CONFIG_DIR = Path(__file__).resolve().with_name("configs")
+DEMO_CONFIG = CONFIG_DIR / "demo.toml"
+QUICK_CONFIG = CONFIG_DIR / "demo-quick.toml"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What :func:`run_demo` produced."""
+
+    root: Path
+    seconds: float
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    score_difference: pd.DataFrame
+    figures: list[Path]
+    report: tuple[Path, Path]
+
+
+def demo_config(quick: bool = False) -> RunConfig:
+    """The demo's configuration (the reduced one with ``quick``)."""
+    return load_config(QUICK_CONFIG if quick else DEMO_CONFIG)
+
+
+def _score_difference(df: pd.DataFrame) -> pd.DataFrame:
+    from corredit.plots.compute import score_difference
+
+    try:
+        return score_difference(df, metrics=["ES", "PS", "S"])
+    except ValueError:
+        return pd.DataFrame()
+
+
+def demo_text(res: DemoResult) -> str:
+    """The demo's console summary: the summary table, the correlated vs decorrelated
+    contrast of every batch-mode editor, the Score Difference, the files and time."""
+    from corredit.report import markdown_table
+
+    lines = [f"corredit demo: {res.root}", "", "Summary (probability suite, scores x100, "
+             "after all edits; mode batch: after the case's own batch):", ""]
+    lines.append(markdown_table(res.summary) if not res.summary.empty else "(no scores)")
+    contrast = res.summary[res.summary["scheduler"].isin(["correlated", "decorrelated"])] \
+        if not res.summary.empty else res.summary
+    if not contrast.empty:
+        keys = [c for c in ("editor", "mode", "batch_size") if c in contrast.columns]
+        wide = contrast.pivot_table(index=keys, columns="scheduler", values="ES").reset_index()
+        if {"correlated", "decorrelated"} <= set(wide.columns):
+            wide["ES correlated - decorrelated"] = wide["correlated"] - wide["decorrelated"]
+            lines += ["", "Efficacy (ES) in correlated vs decorrelated batches:", "",
+                      markdown_table(wide.rename(columns={"correlated": "ES correlated",
+                                                          "decorrelated": "ES decorrelated"}))]
+    sd = res.score_difference
+    if not sd.empty:
+        shown = sd.assign(ci=[f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(sd["lo"], sd["hi"])])
+        shown = shown[["editor", "metric", "shared", "alone", "diff", "ci", "n_shared",
+                       "n_alone"]].rename(columns={"shared": "same-subject",
+                                                   "alone": "other-subject", "diff": "SD",
+                                                   "ci": "95% CI"})
+        lines += ["", "Score Difference (edits sharing their subject with another edit of "
+                      "the batch minus the others; points):", "", markdown_table(shown)]
+    lines += ["", f"results: {res.root / 'results.parquet'}",
+              f"figures: {len(res.figures)} PNG in {res.root / 'figures'}",
+              f"report:  {res.report[0]}", f"time:    {res.seconds:.0f} s"]
+    return "\n".join(lines)
+
+
+def default_workers() -> int:
+    """Trial processes for the demo: 2 where the machine has 2 or more CPUs, else 1."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def run_demo(out: str | os.PathLike[str], *, quick: bool = False,
+             progress: bool | None = None, workers: int | None = None,
+             stream: TextIO | None = sys.stdout) -> DemoResult:
+    """Run the demo into ``out``: results, ``figures/``, ``report.md`` / ``report.html``;
+    print :func:`demo_text` to ``stream`` (None: print nothing). ``workers``: trial
+    processes (default :func:`default_workers`)."""
+    from corredit.plots import make_all_figures, summary_table
+    from corredit.report import write_report
+    from corredit.runner import run_experiment
+
+    started = time.perf_counter()
+    cfg = demo_config(quick)
+    folder = run_experiment(cfg, out, progress=progress,
+                            workers=default_workers() if workers is None else workers)
+    df = folder.read_results()
+    figures = make_all_figures(folder.root, folder.root / "figures", formats=("png",))
+    report = write_report(folder.root, figures_dir=folder.root / "figures")
+    res = DemoResult(root=folder.root, seconds=time.perf_counter() - started, results=df,
+                     summary=summary_table(df), score_difference=_score_difference(df),
+                     figures=figures, report=report)
+    if stream is not None:
+        print(demo_text(res), file=stream)
+    return res

@@ -1,0 +1,47 @@
+"""Knowledge editors over one shared key/value engine.
+
+Usage::
+
+    from corredit.editors import get_editor, EDITORS, EditResult, check_editor
+    EDITORS.names()                                  # ['ft-l', 'ft-m', 'memit', 'rome']
+    ed = get_editor("memit")()                       # defaults per model (defaults.toml)
+    res = ed.apply(h, requests, stats=moments, seed=0)   # EditResult(deltas, diagnostics)
+    ed.restore(h)                                    # bit-exact
+
+The engine (``sequences``, ``templates``, ``keys``, ``values``, ``linalg``,
+``covariance``) is shared; each update rule is one small module registering itself.
+"""
+
+from corredit.editors.base import EDITORS, MODES, Editor, EditResult, get_editor, register_editor
+from corredit.editors.hparams import (
+    FTHParams,
+    HParams,
+    MemitHParams,
+    RomeHParams,
+    ValueHParams,
+    default_hparams,
+)
+from corredit.editors.values import MaskedAdam, ValueOptimizer, ValueResult, ValueUnit, units_from_requests
+from corredit.editors import ft, memit, rome  # noqa: F401  (registration)
+from corredit.editors.checks import check_editor
+
+__all__ = [
+    "EDITORS",
+    "MODES",
+    "Editor",
+    "EditResult",
+    "get_editor",
+    "register_editor",
+    "check_editor",
+    "HParams",
+    "ValueHParams",
+    "FTHParams",
+    "RomeHParams",
+    "MemitHParams",
+    "default_hparams",
+    "ValueOptimizer",
+    "ValueResult",
+    "ValueUnit",
+    "MaskedAdam",
+    "units_from_requests",
+]

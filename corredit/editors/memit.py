@@ -1,0 +1,92 @@
+"""MEMIT: a batch of facts spread over a range of MLP layers.
+
+Usage::
+
+    from corredit.editors import get_editor
+    ed = get_editor("memit")({"layers": [2, 3, 4], "mom2_update_weight": 15000})
+    res = ed.apply(h, requests, stats=moments, seed=0)
+    res.diagnostics["layer_updates"][0]["keys"]   # K at the first layer (n, d_k), float64
+
+Targets ``z_i = h_i + delta_i`` at the residual stream after the last layer; for each layer
+``l_j`` ascending, keys ``K`` and hidden states ``H`` are recomputed on the partially edited
+model, ``R = (Z - H) / (L - j)`` and ``dW = R K^T (lam C + K K^T)^-1`` (float64).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from corredit.editors.base import Editor, register_editor
+from corredit.editors.covariance import second_moment_matrices
+from corredit.editors.hparams import MemitHParams
+from corredit.editors.keys import KeyReader
+from corredit.editors.linalg import memit_update
+from corredit.editors.templates import flatten_groups
+from corredit.editors.values import ValueOptimizer, ValueResult, units_from_requests
+
+__all__ = ["MEMIT"]
+
+
+@register_editor("memit")
+class MEMIT(Editor):
+    """Mass-editing memory in a transformer; see the module docstring."""
+
+    hparams_class = MemitHParams
+
+    def _groups(self, h, hp: MemitHParams, seed: int):
+        return self.templates_.groups(h, prompts=hp.context_prompts, lengths=hp.context_templates,
+                                      seed=seed, top_k=hp.context_top_k)
+
+    def _precompute(self, h, requests: list, hp: MemitHParams, *, stats, seed: int) -> ValueResult:
+        """Target vectors of the requests, optimised jointly on the current model."""
+        from corredit.models import Site
+
+        groups = self._groups(h, hp, seed)
+        units = units_from_requests(requests, flatten_groups(groups), kl_prompt=hp.kl_prompt)
+        opt = ValueOptimizer(h, [Site("block", hp.layers[-1], "output")], hp,
+                             max_batch_tokens=self.max_batch_tokens)
+        return opt.optimize(units)
+
+    def _edit(self, h, requests: list, hp: MemitHParams, *, stats, seed: int,
+              precomputed: ValueResult | None = None) -> dict[str, Any]:
+        from corredit.models import Site
+
+        layers = list(hp.layers)
+        last = layers[-1]
+        covs = second_moment_matrices(stats, h, layers, editor=self.name)
+        vres = precomputed if precomputed is not None else self._precompute(
+            h, requests, hp, stats=stats, seed=seed)
+        groups = self._groups(h, hp, seed)
+        z = (vres.v0[:, 0] + vres.delta[:, 0]).to(torch.float64)          # (n, d)
+        reader = KeyReader(h, requests, groups, max_batch_tokens=self.max_batch_tokens)
+        h_site = Site("block", last, "output")
+        dtype = next(h.model.parameters()).dtype
+        layer_updates = []
+        for j, layer in enumerate(layers):
+            k_site = Site("mlp_out", layer, "input")
+            vals = reader.read([k_site, h_site])
+            keys = reader.average(vals[k_site], hp.key_averaging)         # (n, d_k)
+            hidden = reader.bare(vals[h_site])                            # (n, d)
+            zz = z.to(hidden.device)
+            resid = (zz - hidden) / (len(layers) - j)
+            d_w = memit_update(resid.T, keys.T, covs[layer], hp.mom2_update_weight)
+            h.adapter.add_to_mlp_out_weight(h.model, layer, d_w.to(dtype))
+            layer_updates.append({
+                "layer": layer,
+                "keys": keys.cpu(),
+                "resid": resid.cpu(),
+                "resid_norm": resid.norm(dim=1).cpu().tolist(),
+            })
+        final = reader.bare(reader.read([h_site])[h_site])
+        miss = (z.to(final.device) - final).norm(dim=1) / vres.delta[:, 0].double().norm(dim=1).clamp(min=1e-30).to(final.device)
+        diag = vres.diagnostics()
+        diag.update(
+            layers=layers,
+            targets=z.cpu(),
+            target_miss=miss.cpu().tolist(),          # ||z - h_final|| / ||delta|| per fact
+            layer_updates=layer_updates,
+            templates=list(flatten_groups(groups)),
+        )
+        return diag

@@ -1,0 +1,365 @@
+"""Batched value optimisation: one vector per unit (fact or merged fact group), all units
+optimised jointly with one forward and backward pass per step.
+
+Usage::
+
+    from corredit.editors.values import ValueOptimizer, units_from_requests
+    units = units_from_requests(requests, templates, kl_prompt="{} is a")
+    opt = ValueOptimizer(h, [Site("block", 5, "output")], hp)      # hp: ValueHParams
+    res = opt.optimize(units)          # joint
+    ref = opt.optimize_each(units)     # the one-unit-at-a-time loop, same code path
+    res.delta[:, 0]                    # (n_units, d) vectors for the first site
+
+Loss of unit u (ALGORITHMS.md §2): mean NLL of the new target over the unit's rewrite
+sequences + ``kl_factor`` x mean KL(p_0 || p_delta) over its KL prompts (next-token
+distribution at the subject's last token) + ``v_weight_decay`` x ||delta_u|| / ||v0_u||^2.
+Adam (implemented here on the whole ``(n_units, n_sites, d)`` tensor) updates only the
+active units; a unit stops for good once its loss falls below ``v_stop_loss``, and after
+every step each vector is projected back into ``||delta|| <= clamp_norm_factor ||v0||``.
+The last of ``v_num_grad_steps`` iterations only evaluates, as in the reference code.
+Since each sequence sees only its own unit's vector and Adam acts per coordinate, the
+joint run equals the per-unit loop up to floating-point order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+
+from corredit.editors.keys import fill_template
+from corredit.editors.sequences import pack, prompt_ids, subject_position, target_ids, token_chunks
+
+__all__ = ["ValueUnit", "ValueResult", "ValueOptimizer", "MaskedAdam", "units_from_requests",
+           "frozen_parameters"]
+
+
+@dataclass(frozen=True)
+class ValueUnit:
+    """The sequences that share one optimised vector.
+
+    ``rewrites`` holds ``(prompt text, target)`` pairs (the first one is the bare prompt,
+    whose unedited value is ``v0``); ``kl_prompts`` are full texts; the vector is added at
+    ``subject``'s last token in every sequence.
+    """
+
+    case_id: str
+    subject: str
+    rewrites: tuple[tuple[str, str], ...]
+    kl_prompts: tuple[str, ...]
+
+
+def units_from_requests(requests: Sequence, templates: Sequence[str], *,
+                        kl_prompt: str = "{} is a") -> list[ValueUnit]:
+    """One unit per request: every template applied to its rewrite prompt (bare first)."""
+    units = []
+    for r in requests:
+        rew = tuple((fill_template(t, r.rewrite_prompt), r.target_new) for t in templates)
+        units.append(ValueUnit(str(r.case_id), r.subject, rew,
+                               (kl_prompt.replace("{}", r.subject, 1),)))
+    return units
+
+
+@dataclass
+class ValueResult:
+    """Optimised vectors and per-unit diagnostics (all on CPU)."""
+
+    case_ids: list[str]
+    delta: torch.Tensor        # (n_units, n_sites, d)
+    v0: torch.Tensor           # (n_units, n_sites, d) unedited values at the bare prompt
+    loss: torch.Tensor         # (n_units,) final total loss (float64)
+    nll: torch.Tensor          # (n_units,) final NLL term
+    kl: torch.Tensor           # (n_units,) final KL (before kl_factor)
+    nll_init: torch.Tensor     # (n_units,) NLL before optimisation
+    steps: torch.Tensor        # (n_units,) Adam updates applied
+    stopped: torch.Tensor      # (n_units,) bool, stopped early on the loss threshold
+
+    @staticmethod
+    def concat(parts: Sequence["ValueResult"]) -> "ValueResult":
+        """Stack results of disjoint unit sets, in order."""
+        return ValueResult(
+            [c for p in parts for c in p.case_ids],
+            *(torch.cat([getattr(p, f) for p in parts]) for f in
+              ("delta", "v0", "loss", "nll", "kl", "nll_init", "steps", "stopped")),
+        )
+
+    def select(self, indices: Sequence[int]) -> "ValueResult":
+        """The results of some units, in the given order."""
+        ix = torch.as_tensor(list(indices), dtype=torch.long)
+        return ValueResult(
+            [self.case_ids[i] for i in ix.tolist()],
+            *(getattr(self, f)[ix] for f in
+              ("delta", "v0", "loss", "nll", "kl", "nll_init", "steps", "stopped")),
+        )
+
+    def diagnostics(self) -> dict:
+        """Per-unit lists: loss, nll, kl, nll_init, steps, stopped, delta_norm, v0_norm."""
+        return {
+            "case_id": list(self.case_ids),
+            "v_loss": self.loss.tolist(),
+            "v_nll": self.nll.tolist(),
+            "v_kl": self.kl.tolist(),
+            "v_nll_init": self.nll_init.tolist(),
+            "v_steps": self.steps.tolist(),
+            "v_stopped_early": self.stopped.tolist(),
+            "delta_norm": self.delta.double().norm(dim=-1).squeeze(-1).tolist(),
+            "v0_norm": self.v0.double().norm(dim=-1).squeeze(-1).tolist(),
+        }
+
+
+class MaskedAdam:
+    """Adam on an ``(n, ...)`` tensor where only rows marked active take a step (their
+    moments and step counts advance; inactive rows keep theirs untouched)."""
+
+    def __init__(self, shape: Sequence[int], *, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, dtype=torch.float32, device=None) -> None:
+        self.lr, (self.b1, self.b2), self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
+        self.m = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.t = torch.zeros(shape[0], dtype=torch.long, device=device)
+
+    @torch.no_grad()
+    def step(self, param: torch.Tensor, grad: torch.Tensor, active: torch.Tensor) -> None:
+        """One Adam update of the active rows of ``param`` (in place)."""
+        a = active.view(-1, *([1] * (param.dim() - 1)))
+        self.t += active.long()
+        g = torch.where(a, grad, torch.zeros_like(grad))
+        self.m = torch.where(a, self.b1 * self.m + (1 - self.b1) * g, self.m)
+        self.v = torch.where(a, self.b2 * self.v + (1 - self.b2) * g * g, self.v)
+        t = self.t.clamp(min=1).to(param.dtype).view(a.shape).expand_as(param)
+        bc1 = 1 - torch.pow(torch.full_like(t, self.b1), t)
+        bc2 = 1 - torch.pow(torch.full_like(t, self.b2), t)
+        denom = self.v.sqrt() / bc2.sqrt() + self.eps
+        update = (self.lr / bc1) * self.m / denom
+        param.sub_(torch.where(a, update, torch.zeros_like(update)))
+
+
+@contextlib.contextmanager
+def frozen_parameters(model: torch.nn.Module) -> Iterator[None]:
+    """Turn off ``requires_grad`` on every parameter, restoring the flags afterwards."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, f in flags:
+            p.requires_grad_(f)
+
+
+@dataclass
+class _Rows:
+    ids: list[list[int]]
+    pos: list[int]                  # where the unit's vector is added (subject's last token)
+    unit: list[int]
+    kind: list[int]                 # 0 = rewrite (NLL), 1 = KL prompt
+    tgt_start: list[int]            # logits index predicting the first target token
+    tgt: list[list[int]]
+    bare_row: list[int]             # per unit: its first rewrite row
+    n_nll: torch.Tensor             # per unit: number of rewrite rows
+    n_kl: torch.Tensor              # per unit: number of KL rows
+
+
+class ValueOptimizer:
+    """Joint optimisation of one vector per unit and per site (see module docstring)."""
+
+    def __init__(self, h, sites: Sequence, hp, *, max_batch_tokens: int = 16384) -> None:
+        if not sites:
+            raise ValueError("ValueOptimizer needs at least one site")
+        self.h = h
+        self.sites = tuple(sites)
+        self.hp = hp
+        self.max_batch_tokens = int(max_batch_tokens)
+        self.model_dtype = next(h.model.parameters()).dtype
+        self.dtype = torch.float64 if self.model_dtype == torch.float64 else torch.float32
+
+    # -- public -------------------------------------------------------------------------
+    def optimize(self, units: Sequence[ValueUnit]) -> ValueResult:
+        """All units jointly."""
+        if not units:
+            raise ValueError("optimize: no units")
+        with frozen_parameters(self.h.model):
+            return self._run(list(units))
+
+    def optimize_each(self, units: Sequence[ValueUnit]) -> ValueResult:
+        """One unit at a time (the reference procedure; same code path)."""
+        return ValueResult.concat([self.optimize([u]) for u in units])
+
+    # -- internals ----------------------------------------------------------------------
+    def _rows(self, units: list[ValueUnit]) -> _Rows:
+        tok = self.h.tokenizer
+        r = _Rows([], [], [], [], [], [], [], torch.zeros(len(units)), torch.zeros(len(units)))
+        tcache: dict[str, list[int]] = {}
+        for u_i, u in enumerate(units):
+            if not u.rewrites:
+                raise ValueError(f"case {u.case_id}: a value unit needs at least one rewrite prompt")
+            r.bare_row.append(len(r.ids))
+            for text, target in u.rewrites:
+                p = prompt_ids(tok, text)
+                if target not in tcache:
+                    tcache[target] = target_ids(tok, target)
+                t = tcache[target]
+                r.ids.append(p + t[:-1])
+                r.pos.append(subject_position(tok, text, u.subject, case_id=u.case_id))
+                r.unit.append(u_i)
+                r.kind.append(0)
+                r.tgt_start.append(len(p) - 1)
+                r.tgt.append(t)
+            for text in u.kl_prompts:
+                p = prompt_ids(tok, text)
+                pos = subject_position(tok, text, u.subject, case_id=u.case_id)
+                r.ids.append(p)
+                r.pos.append(pos)
+                r.unit.append(u_i)
+                r.kind.append(1)
+                r.tgt_start.append(pos)
+                r.tgt.append([])
+            r.n_nll[u_i] = len(u.rewrites)
+            r.n_kl[u_i] = len(u.kl_prompts)
+        return r
+
+    def _forward(self, rows: _Rows, idx: list[int], vectors: torch.Tensor | None, *,
+                 read: bool = False):
+        """Trace rows ``idx`` with ``vectors`` (n_units, n_sites, d) added; returns
+        (trace result, device index tensors)."""
+        from corredit.models import Addition, trace
+
+        dev = self.h.device
+        batch = pack([rows.ids[i] for i in idx], pad_id=self.h.tokenizer.pad_token_id, device=dev)
+        pos = torch.tensor([rows.pos[i] for i in idx], dtype=torch.long, device=batch.input_ids.device)
+        add = None
+        if vectors is not None:
+            unit = torch.tensor([rows.unit[i] for i in idx], dtype=torch.long, device=vectors.device)
+            add = {s: Addition(pos, vectors[unit, j].to(self.model_dtype))
+                   for j, s in enumerate(self.sites)}
+        res = trace(self.h, batch.input_ids, attention_mask=batch.attention_mask,
+                    read=list(self.sites) if read else [], add=add or {}, grad=vectors is not None)
+        return res, pos
+
+    def _terms(self, rows: _Rows, idx: list[int], logits: torch.Tensor, logp0: torch.Tensor,
+               kl_slot: dict[int, int], n_units: int):
+        """Per-unit NLL and KL sums contributed by rows ``idx`` (differentiable)."""
+        dev = logits.device
+        nll = torch.zeros(n_units, dtype=torch.float64, device=dev)
+        kl = torch.zeros(n_units, dtype=torch.float64, device=dev)
+        # rewrite rows: every target token at its position
+        r_i, p_i, t_i, w_i, u_i = [], [], [], [], []
+        k_r, k_p, k_slot, k_u = [], [], [], []
+        for j, i in enumerate(idx):
+            if rows.kind[i] == 0:
+                n = len(rows.tgt[i])
+                for k, tid in enumerate(rows.tgt[i]):
+                    r_i.append(j); p_i.append(rows.tgt_start[i] + k); t_i.append(tid)
+                    w_i.append(1.0 / n); u_i.append(rows.unit[i])
+            else:
+                k_r.append(j); k_p.append(rows.tgt_start[i]); k_slot.append(kl_slot[i]); k_u.append(rows.unit[i])
+        if r_i:
+            sel = logits[torch.tensor(r_i, device=dev), torch.tensor(p_i, device=dev)]
+            lp = torch.log_softmax(sel.to(self.dtype), dim=-1)
+            tok_lp = lp.gather(1, torch.tensor(t_i, device=dev).unsqueeze(1)).squeeze(1)
+            w = torch.tensor(w_i, dtype=torch.float64, device=dev)
+            nll = nll.index_add(0, torch.tensor(u_i, device=dev), -tok_lp.double() * w)
+        if k_r:
+            sel = logits[torch.tensor(k_r, device=dev), torch.tensor(k_p, device=dev)]
+            lp = torch.log_softmax(sel.to(self.dtype), dim=-1)
+            lp0 = logp0[torch.tensor(k_slot, device=dev)]
+            per = (lp0.exp() * (lp0 - lp)).sum(-1)
+            kl = kl.index_add(0, torch.tensor(k_u, device=dev), per.double())
+        return nll, kl
+
+    def _run(self, units: list[ValueUnit]) -> ValueResult:
+        hp = self.hp
+        rows = self._rows(units)
+        n, n_s = len(units), len(self.sites)
+        dev = self.h.device
+        kl_rows = [i for i, k in enumerate(rows.kind) if k == 1]
+        kl_slot = {i: s for s, i in enumerate(kl_rows)}
+        lengths = [len(x) for x in rows.ids]
+        n_nll = rows.n_nll.to(torch.float64).to(dev)
+        n_kl = rows.n_kl.to(torch.float64).clamp(min=1).to(dev)
+
+        # initial pass: v0 at the bare rows, p0 at the KL rows, NLL before editing
+        d = None
+        v0 = None
+        logp0 = None
+        nll0 = torch.zeros(n, dtype=torch.float64, device=dev)
+        bare = {b: u for u, b in enumerate(rows.bare_row)}
+        with torch.no_grad():
+            for idx in token_chunks(lengths, self.max_batch_tokens):
+                res, pos = self._forward(rows, idx, None, read=True)
+                logits = res.logits
+                if v0 is None:
+                    d = res.values[self.sites[0]].shape[-1]
+                    v0 = torch.zeros(n, n_s, d, dtype=self.dtype, device=dev)
+                    logp0 = torch.zeros(len(kl_rows), logits.shape[-1], dtype=self.dtype, device=dev)
+                for j, i in enumerate(idx):
+                    if i in bare:
+                        for s_j, s in enumerate(self.sites):
+                            v0[bare[i], s_j] = res.values[s][j, rows.pos[i]].to(self.dtype)
+                    if i in kl_slot:
+                        logp0[kl_slot[i]] = torch.log_softmax(
+                            logits[j, rows.tgt_start[i]].to(self.dtype), dim=-1)
+                part_nll, _ = self._terms(rows, idx, logits, logp0, kl_slot, n)
+                nll0 += part_nll
+        nll0 = nll0 / n_nll
+        v0_norm = v0.norm(dim=-1)                                   # (n, n_s)
+        max_norm = hp.clamp_norm_factor * v0_norm
+
+        delta = torch.zeros(n, n_s, d, dtype=self.dtype, device=dev, requires_grad=True)
+        adam = MaskedAdam(delta.shape, lr=hp.v_lr, betas=tuple(hp.adam_betas), eps=hp.adam_eps,
+                          dtype=self.dtype, device=dev)
+        active = torch.ones(n, dtype=torch.bool, device=dev)
+        f_loss = torch.full((n,), float("nan"), dtype=torch.float64, device=dev)
+        f_nll, f_kl = f_loss.clone(), f_loss.clone()
+        steps = torch.zeros(n, dtype=torch.long, device=dev)
+        stopped = torch.zeros(n, dtype=torch.bool, device=dev)
+        row_unit = torch.tensor(rows.unit, dtype=torch.long)
+
+        for it in range(hp.v_num_grad_steps):
+            live = active.cpu()[row_unit].nonzero().flatten().tolist()
+            if not live:
+                break
+            backward = it < hp.v_num_grad_steps - 1
+            delta.grad = None
+            nll_acc = torch.zeros(n, dtype=torch.float64, device=dev)
+            kl_acc = torch.zeros(n, dtype=torch.float64, device=dev)
+            for cidx in token_chunks([lengths[i] for i in live], self.max_batch_tokens):
+                idx = [live[c] for c in cidx]
+                with torch.set_grad_enabled(backward):
+                    res, _ = self._forward(rows, idx, delta)
+                    nll_p, kl_p = self._terms(rows, idx, res.logits, logp0, kl_slot, n)
+                    nll_p = nll_p / n_nll
+                    kl_p = kl_p / n_kl
+                    if backward:
+                        (nll_p + hp.kl_factor * kl_p).sum().backward()
+                nll_acc += nll_p.detach()
+                kl_acc += kl_p.detach()
+            with torch.set_grad_enabled(backward):
+                decay = hp.v_weight_decay * (delta.norm(dim=-1) / v0_norm.pow(2)).sum(-1)
+                if backward:
+                    decay[active].sum().backward()
+            total = nll_acc + hp.kl_factor * kl_acc + decay.detach().double()
+            f_loss = torch.where(active, total, f_loss)
+            f_nll = torch.where(active, nll_acc, f_nll)
+            f_kl = torch.where(active, kl_acc, f_kl)
+            done = active & (total < hp.v_stop_loss)
+            stopped |= done
+            active = active & ~done
+            if not backward:
+                break
+            with torch.no_grad():
+                adam.step(delta, delta.grad, active)
+                steps += active.long()
+                norms = delta.norm(dim=-1)
+                over = active.unsqueeze(-1) & (norms > max_norm)
+                scale = torch.where(over, max_norm / norms.clamp(min=1e-30), torch.ones_like(norms))
+                delta.mul_(scale.unsqueeze(-1))
+
+        return ValueResult(
+            case_ids=[u.case_id for u in units],
+            delta=delta.detach().cpu(), v0=v0.detach().cpu(),
+            loss=f_loss.cpu(), nll=f_nll.cpu(), kl=f_kl.cpu(), nll_init=nll0.cpu(),
+            steps=steps.cpu(), stopped=stopped.cpu(),
+        )

@@ -1,0 +1,80 @@
+"""The demo: its packaged configurations, and `corredit demo --quick` end to end on the
+embedded world (files, every scheduler and editor, the results schema)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from corredit.config import load_config
+from corredit.demo import CONFIG_DIR, DEMO_CONFIG, QUICK_CONFIG, demo_config
+from corredit.results import CONFIG_COLUMNS, RESULT_COLUMNS, validate_rows
+
+SCHEDULERS = {"correlated", "random", "decorrelated", "same_subject_together"}
+
+
+def test_demo_configs_cover_the_design():
+    full, quick = demo_config(), demo_config(quick=True)
+    assert DEMO_CONFIG.parent == QUICK_CONFIG.parent == CONFIG_DIR
+    for cfg in (full, quick):
+        cfg.check_names()
+        assert cfg.model == "world" and cfg.data.source == "world"
+        assert cfg.data.subject_first is True and cfg.data.min_facts_per_subject >= 3
+        assert {(e.column, e.mode) for e in cfg.editors} == {
+            ("memit", "batch"), ("rome", "sequential"), ("ft", "batch")}
+        assert set(cfg.schedule.schedulers) == SCHEDULERS
+        assert len(cfg.schedule.batch_sizes) == 2
+        trials = cfg.trials()
+        assert {(t.editor.column, t.scheduler) for t in trials} == {
+            (e, s) for e in ("memit", "rome", "ft") for s in SCHEDULERS}
+        assert {t.batch_size for t in trials if t.editor.column == "rome"} == {1}
+    assert full.data.n_subjects * 3 >= 180          # a few hundred edits
+    assert load_config(DEMO_CONFIG) == full
+
+
+def _world_or_skip() -> Path:
+    world = pytest.importorskip("corredit.world")
+    try:
+        return world.default_world_dir(build=False)
+    except FileNotFoundError as exc:
+        pytest.skip(f"no shipped world: {exc}")
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end(tmp_path):
+    _world_or_skip()
+    out = tmp_path / "demo"
+    env = {**os.environ, "CORREDIT_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "corredit.cli", "demo", "--quick", "--out",
+                           str(out), "--no-progress"], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("results.parquet", "config.json", "report.md", "report.html",
+                 "graph_edges.parquet", "log.jsonl", "edits.jsonl"):
+        assert (out / name).is_file(), name
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert {p.stem for p in pngs} >= {"scheduler_comparison", "scores_vs_correlation",
+                                       "retention", "score_difference", "correlation_graph"}
+    df = pd.read_parquet(out / "results.parquet")
+    assert list(df.columns) == [*RESULT_COLUMNS, *CONFIG_COLUMNS]
+    pd.testing.assert_frame_equal(validate_rows(df), df)
+    assert df["value"].notna().any() and (df["model"] == "world").all()
+    edited = df[(df["suite"] == "probability") & (df["step"] >= 0)]
+    assert set(zip(edited["editor"], edited["scheduler"])) == {
+        (e, s) for e in ("memit", "rome", "ft") for s in SCHEDULERS}
+    assert set(df["suite"]) == {"probability", "correlation", "health", "diagnostics"}
+    n_edits = len((out / "edits.jsonl").read_text().splitlines())
+    es = edited[(edited["metric"] == "ES") & (edited["step"] == edited["batch"])]
+    assert es.groupby("trial")["case_id"].nunique().eq(n_edits).all()
+    # the printed summary: one line per editor x scheduler x batch size, and the files
+    text = proc.stdout
+    assert "| memit |" in text and "| same_subject_together |" in text
+    assert "Score Difference" in text and str(out / "report.md") in text
+    report = (out / "report.md").read_text()
+    assert "figures/scheduler_comparison.png" in report
