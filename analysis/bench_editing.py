@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-edits", type=int, default=64, help="edits in the value benchmark and the MEMIT/FT batch")
     parser.add_argument("--rome-edits", type=int, default=16, help="ROME edits applied one after another")
-    parser.add_argument("--stats-tokens", type=int, default=50_000)
+    parser.add_argument("--stats-tokens", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -53,10 +53,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     import torch
 
-    from corredit.editors import ValueOptimizer, get_editor, units_from_requests
+    from corredit.editors import MemitHParams, ValueOptimizer, get_editor, units_from_requests
     from corredit.editors.templates import flatten_groups
-    from corredit.models import Site, load, trace
-    from corredit.stats import TextsCorpus, second_moments
+    from corredit.models import Site, load
+    from corredit.stats import TextsCorpus, measure_throughput, second_moments
     from corredit.world import load_world
 
     if args.threads:
@@ -70,42 +70,37 @@ def main(argv: Sequence[str] | None = None) -> dict:
     # -- value optimisation: loop vs joint ------------------------------------------------
     memit = get_editor("memit")()
     hp = memit.hparams_for(h)
-    groups = memit.templates_.groups(h, prompts=hp.context_prompts, lengths=hp.context_templates,
-                                     seed=args.seed, top_k=hp.context_top_k)
-    units = units_from_requests(reqs, flatten_groups(groups), kl_prompt=hp.kl_prompt)
-    opt = ValueOptimizer(h, [Site("block", hp.layers[-1], "output")], hp)
-    opt.optimize(units[:2])                                              # warm-up
-    loop, loop_s = _timed(lambda: opt.optimize_each(units))
-    joint, batched_s = _timed(lambda: opt.optimize(units))
-    rel = (joint.delta - loop.delta).norm(dim=-1) / loop.delta.norm(dim=-1).clamp(min=1e-12)
-    max_rel_diff = float(rel.max())
-    print(f"value optimisation of {len(units)} edits ({len(flatten_groups(groups))} templates, "
-          f"{hp.v_num_grad_steps} steps): loop {loop_s:.2f}s, joint {batched_s:.2f}s, "
-          f"speedup {loop_s / batched_s:.1f}x, max rel diff {max_rel_diff:.2e}, "
-          f"steps loop/joint {int(loop.steps.sum())}/{int(joint.steps.sum())}")
 
-    # -- statistics vs bare forward ----------------------------------------------------
+    def value_bench(hp) -> dict:
+        groups = memit.templates_.groups(h, prompts=hp.context_prompts, lengths=hp.context_templates,
+                                         seed=args.seed, top_k=hp.context_top_k)
+        units = units_from_requests(reqs, flatten_groups(groups), kl_prompt=hp.kl_prompt)
+        opt = ValueOptimizer(h, [Site("block", hp.layers[-1], "output")], hp)
+        opt.optimize(units[:2])                                          # warm-up
+        loop, loop_s = _timed(lambda: opt.optimize_each(units))
+        joint, batched_s = _timed(lambda: opt.optimize(units))
+        rel = (joint.delta - loop.delta).norm(dim=-1) / loop.delta.norm(dim=-1).clamp(min=1e-12)
+        out = {"templates": len(flatten_groups(groups)), "steps": hp.v_num_grad_steps,
+               "loop_s": round(loop_s, 3), "batched_s": round(batched_s, 3),
+               "speedup": round(loop_s / batched_s, 2), "max_rel_diff": float(rel.max()),
+               "same_steps": bool((loop.steps == joint.steps).all())}
+        print(f"value optimisation of {len(units)} edits ({out['templates']} templates + KL prompt, "
+              f"<= {hp.v_num_grad_steps} steps): loop {loop_s:.2f}s, joint {batched_s:.2f}s, speedup "
+              f"{out['speedup']}x, max rel diff {out['max_rel_diff']:.2e}, same step counts {out['same_steps']}")
+        return out
+
+    main_value = value_bench(hp)
+    ref = MemitHParams()
+    ref_value = value_bench(hp.replace(context_prompts=ref.context_prompts,
+                                       context_templates=ref.context_templates))
+
+    # -- statistics vs bare forward (same pre-tokenized batches, best of two) ---------
     layers = list(hp.layers)
-    texts = list(w.stats_texts())
-    corpus = TextsCorpus(texts, identity="world-stats")
-    moments, stats_s = _timed(lambda: second_moments(h, layers, corpus, max_tokens=args.stats_tokens,
-                                                     batch_size=16, max_length=128))
-    n_tokens = moments[layers[0]].count
-    batches, counted = [], 0
-    for i in range(0, len(texts), 16):
-        enc = h.encode(texts[i:i + 16], max_length=128)
-        batches.append(enc)
-        counted += int(enc["attention_mask"].sum())
-        if counted >= n_tokens:
-            break
-
-    def forward():
-        for enc in batches:
-            trace(h, enc["input_ids"], attention_mask=enc["attention_mask"], stop_at_layer=max(layers))
-
-    _, forward_s = _timed(forward)
-    print(f"second moments at layers {layers}: {n_tokens} tokens in {stats_s:.2f}s; bare forward "
-          f"over {counted} tokens to layer {max(layers)}: {forward_s:.2f}s")
+    corpus = TextsCorpus(list(w.stats_texts()), identity="world-stats")
+    thr = measure_throughput(h, layers, corpus, max_tokens=args.stats_tokens, repeats=2)
+    print(f"second moments at layers {layers}: {thr['stats_tokens_per_s']:.0f} tokens/s; bare forward "
+          f"to layer {max(layers)}: {thr['forward_tokens_per_s']:.0f} tokens/s ({int(thr['tokens'])} tokens)")
+    moments = second_moments(h, range(h.n_layers), corpus, max_tokens=args.stats_tokens, batch_size=32)
 
     # -- edits per second --------------------------------------------------------------
     rates = {}
@@ -117,13 +112,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(f"{name}: {len(batch)} edits in {secs:.2f}s ({rates[name]:.2f} edits/s)")
 
     result = {
-        "n_edits": len(units),
-        "loop_s": round(loop_s, 3),
-        "batched_s": round(batched_s, 3),
-        "speedup": round(loop_s / batched_s, 2),
-        "max_rel_diff": max_rel_diff,
-        "stats_tokens_per_s": round(n_tokens / stats_s, 1),
-        "forward_tokens_per_s": round(counted / forward_s, 1),
+        "n_edits": len(reqs),
+        **main_value,
+        "reference_templates": ref_value,
+        "stats_tokens_per_s": round(thr["stats_tokens_per_s"], 1),
+        "forward_tokens_per_s": round(thr["forward_tokens_per_s"], 1),
         "edits_per_s": {k: round(v, 3) for k, v in rates.items()},
         "torch_threads": torch.get_num_threads(),
     }

@@ -5,9 +5,13 @@ Usage::
     python analysis/sweep_layers.py                       # ROME layers, then MEMIT windows and lambda
     python analysis/sweep_layers.py --editor rome --n-rome 60 --json sweep.json
 
-ROME: every layer, ``--n-rome`` independent single edits (each from the unedited model).
-MEMIT: every contiguous window of 1-3 layers at the default lambda, then lambda values on
-the best window, one batch of ``--n-memit`` distinct subjects each. Requests are a
+Capacity: for each layer, the share of cases an unconstrained vector at the subject's last
+token can flip (the ceiling of every editor keyed there). ROME: every layer, then
+coordinate steps over the KL weight, the number of steps and the clamp, ``--n-rome``
+independent single edits each (from the unedited model). MEMIT: every contiguous window of
+1-3 layers, then lambda, clamp, KL weight and steps, one batch of ``--n-memit`` distinct
+subjects each. ``v_lr`` is 5 throughout: the reference 0.5 moves Adam too little for this
+model's value norms (30-90) within 20 steps. Requests are a
 validation sample disjoint from the cases the world tests use (their case ids and their
 subjects are excluded). Score: S = harmonic mean of ES, PS and NS (probability suite);
 the best S is the default recorded in ``corredit/editors/defaults.toml``.
@@ -67,66 +71,135 @@ def score_memit(h, reqs, moments, hparams):
         ed.restore(h)
 
 
+def capacity(h, reqs, layer, steps=60):
+    """Share of cases whose new target beats the true one on the bare rewrite prompt when an
+    unconstrained vector (no clamp, KL or decay) is added to the MLP output at the subject's
+    last token of ``layer``: the ceiling of any editor that writes a value at that key."""
+    import torch
+
+    from corredit.editors import RomeHParams, ValueOptimizer, units_from_requests
+    from corredit.editors.sequences import pack, prompt_ids, subject_position, target_ids
+    from corredit.models import Addition, Site, trace
+
+    site = Site("mlp_out", layer, "output")
+    hp = RomeHParams(layer=layer, v_lr=5.0, kl_factor=0.0, v_weight_decay=0.0, clamp_norm_factor=1e6,
+                     v_num_grad_steps=steps, v_stop_loss=0.0)
+    res = ValueOptimizer(h, [site], hp).optimize(units_from_requests(reqs, ["{}"]))
+    wins = []
+    tok = h.tokenizer
+    for i, r in enumerate(reqs):
+        p = prompt_ids(tok, r.rewrite_prompt)
+        pos = subject_position(tok, r.rewrite_prompt, r.subject, case_id=r.case_id)
+        nll = []
+        for target in (r.target_new, r.target_true):
+            t = target_ids(tok, target)
+            b = pack([p + t[:-1]], pad_id=tok.pad_token_id)
+            out = trace(h, b.input_ids, attention_mask=b.attention_mask,
+                        add={site: Addition(torch.tensor([pos]), res.delta[i:i + 1, 0])})
+            lp = torch.log_softmax(out.logits[0].double(), -1)
+            nll.append(-float(lp[torch.arange(len(p) - 1, len(p) - 1 + len(t)), torch.tensor(t)].mean()))
+        wins.append(nll[0] < nll[1])
+    return wins
+
+
 def _row(kind, knobs, summary, secs):
-    row = {"editor": kind, **knobs, **{k: round(float(summary[k]), 2) for k in ("ES", "PS", "NS", "S")},
-           "seconds": round(secs, 1)}
+    row = {"editor": kind, "knobs": dict(knobs),
+           **{k: round(float(summary[k]), 1) for k in ("ES", "PS", "NS", "S")}, "seconds": round(secs, 1)}
     print(json.dumps(row), flush=True)
     return row
 
 
+def coordinate_sweep(kind, score, base: dict, stages: list[tuple[str, list]]) -> list[dict]:
+    """Try each stage's values in turn, keeping the best S so far (ties keep the earlier)."""
+    rows, best, best_s = [], dict(base), None
+    for knob, values in stages:
+        stage_best = None
+        for value in values:
+            knobs = {**best, knob: value}
+            if any(r["knobs"] == knobs for r in rows):
+                row = next(r for r in rows if r["knobs"] == knobs)
+            else:
+                t0 = time.perf_counter()
+                row = _row(kind, knobs, score(knobs), time.perf_counter() - t0)
+                rows.append(row)
+            if stage_best is None or row["S"] > stage_best["S"]:
+                stage_best = row
+        best, best_s = dict(stage_best["knobs"]), stage_best["S"]
+        print(f"{kind}: best {knob} = {best[knob]!r} (S={best_s})", flush=True)
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--editor", choices=["rome", "memit", "all"], default="all")
+    parser.add_argument("--editor", choices=["capacity", "rome", "memit", "all"], default="all")
+    parser.add_argument("--n-capacity", type=int, default=100)
     parser.add_argument("--n-rome", type=int, default=60)
     parser.add_argument("--n-memit", type=int, default=64)
-    parser.add_argument("--lambdas", type=float, nargs="*", default=[100.0, 1000.0, 5000.0, 15000.0, 50000.0])
-    parser.add_argument("--max-width", type=int, default=3)
-    parser.add_argument("--stats-tokens", type=int, default=50_000)
+    parser.add_argument("--stats-tokens", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", default=None, help="write all rows to this file")
+    parser.add_argument("--rome-start", default=None, help="JSON knobs to start ROME's stages from")
+    parser.add_argument("--memit-start", default=None, help="JSON knobs to start MEMIT's stages from")
+    parser.add_argument("--stages", nargs="*", default=None,
+                        help="run only these stages (knob names), e.g. context_templates")
     args = parser.parse_args(argv)
+    keep = (lambda stages: [st for st in stages if args.stages is None or st[0] in args.stages])
 
-    from corredit.editors import get_editor
+    import torch
+
     from corredit.models import load
     from corredit.stats import TextsCorpus, second_moments
     from corredit.world import load_world
 
+    torch.set_num_threads(1)
     w = load_world()
     h = load("world", device="cpu")
     moments = second_moments(h, range(h.n_layers), TextsCorpus(list(w.stats_texts()), identity="world-stats"),
                              max_tokens=args.stats_tokens, batch_size=32)
     pool = validation_requests(w, args.seed)
     rows: list[dict] = []
-    if args.editor in ("rome", "all"):
-        reqs = pool[:args.n_rome]
+    if args.editor in ("capacity", "all"):
+        reqs = pool[:args.n_capacity]
         for layer in range(h.n_layers):
             t0 = time.perf_counter()
-            s = score_rome(h, reqs, moments, {"layer": layer})
-            rows.append(_row("rome", {"layer": layer}, s, time.perf_counter() - t0))
+            wins = capacity(h, reqs, layer)
+            by_rel: dict = {}
+            for r, win in zip(reqs, wins):
+                by_rel.setdefault(r.relation_id, []).append(win)
+            row = {"editor": "capacity", "layer": layer, "ES_ceiling": round(100 * sum(wins) / len(wins), 1),
+                   "by_relation": {k: round(100 * sum(v) / len(v), 1) for k, v in sorted(by_rel.items())},
+                   "seconds": round(time.perf_counter() - t0, 1)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    if args.editor in ("rome", "all"):
+        reqs = pool[:args.n_rome]
+        start = json.loads(args.rome_start) if args.rome_start else {"v_lr": 5.0}
+        rows += coordinate_sweep("rome", lambda k: score_rome(h, reqs, moments, k), start, keep([
+            ("layer", list(range(h.n_layers))),
+            ("kl_factor", [0.0625, 0.0]),
+            ("v_num_grad_steps", [20, 40]),
+            ("clamp_norm_factor", [4.0, 8.0]),
+            ("context_templates", [[[5, 10], [10, 10]], []]),
+        ]))
     if args.editor in ("memit", "all"):
         reqs = distinct_subjects(pool, args.n_memit)
-        lam0 = get_editor("memit")().hparams_for(h).mom2_update_weight
-        windows = [tuple(range(last - width + 1, last + 1))
-                   for width in range(1, args.max_width + 1) for last in range(width - 1, h.n_layers)]
-        stage1 = []
-        for layers in windows:
-            t0 = time.perf_counter()
-            s = score_memit(h, reqs, moments, {"layers": list(layers), "mom2_update_weight": lam0})
-            stage1.append(_row("memit", {"layers": list(layers), "mom2_update_weight": lam0}, s,
-                               time.perf_counter() - t0))
-        rows += stage1
-        best = max(stage1, key=lambda r: r["S"])
-        for lam in args.lambdas:
-            if lam == lam0:
-                continue
-            t0 = time.perf_counter()
-            s = score_memit(h, reqs, moments, {"layers": best["layers"], "mom2_update_weight": lam})
-            rows.append(_row("memit", {"layers": best["layers"], "mom2_update_weight": lam}, s,
-                             time.perf_counter() - t0))
+        windows = [list(range(last - width + 1, last + 1))
+                   for width in range(1, 4) for last in range(width - 1, h.n_layers)]
+        start = (json.loads(args.memit_start) if args.memit_start
+                 else {"v_lr": 5.0, "mom2_update_weight": 10.0, "clamp_norm_factor": 2.0})
+        rows += coordinate_sweep("memit", lambda k: score_memit(h, reqs, moments, k), start, keep([
+            ("layers", windows),
+            ("mom2_update_weight", [1.0, 10.0, 100.0, 1000.0]),
+            ("clamp_norm_factor", [0.75, 2.0, 4.0]),
+            ("kl_factor", [0.0625, 0.0]),
+            ("v_num_grad_steps", [20, 40]),
+            ("context_templates", [[[10, 1]], []]),
+            ("layers", [[0], [0, 1], [0, 1, 2]]),
+        ]))
     for kind in ("rome", "memit"):
         sel = [r for r in rows if r["editor"] == kind]
         if sel:
-            print(f"best {kind}: {max(sel, key=lambda r: r['S'])}")
+            print(f"best {kind}: {json.dumps(max(sel, key=lambda r: r['S']))}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)

@@ -117,7 +117,9 @@ def _describe(tp: Any) -> str:
         return " or ".join(_describe(a) for a in parts) + (" (or omitted)" if len(parts) < len(
             typing.get_args(tp)) else "")
     if origin is tuple:
-        return f"a list of {_describe(typing.get_args(tp)[0])}"
+        inner = typing.get_args(tp)[0]
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
+        return f"a list of {plural.get(inner, _describe(inner))}"
     if origin in (dict, Mapping):
         return "a table"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
@@ -367,13 +369,29 @@ class ScheduleConfig:
                    f"{list(self.schedulers)}")
 
 
+#: The [data] filters an editor's ``subset`` may use.
+SUBSET_KEYS: tuple[str, ...] = ("relations", "subject_first", "min_facts_per_subject",
+                                "max_facts_per_subject", "n_subjects", "max_edits", "seed")
+
+
 @dataclass(frozen=True)
 class EditorConfig:
     """One editor of the grid: ``name`` in ``corredit.editors.EDITORS``; ``mode`` how it
     applies batches; ``label`` the ``editor`` column (default: ``name``; needed to tell two
     entries of one editor apart); ``hparams`` overrides of its per-model defaults;
     ``batch_sizes`` / ``schedulers`` replace the grid's for this editor; ``stats`` whether
-    it gets second-moment statistics."""
+    it gets second-moment statistics.
+
+    ``subset`` restricts this editor's trials to a subset of the run's edits, chosen by the
+    ``[data]`` filters it names (``n_subjects``, ``max_edits``, ``relations``,
+    ``min_facts_per_subject``, ``max_facts_per_subject``, ``subject_first``, ``seed``),
+    e.g. ``subset = { n_subjects = 24 }`` for a costly sequential editor.
+
+    ``share_values``: in mode ``batch`` every batch starts from the unedited model, so an
+    editor that optimises each fact's value vector on its own (ROME, MEMIT) gets the same
+    vector in every batch; it is then optimised once per seed for all the editor's edits
+    and shared by its trials (same result up to floating-point order, far less work).
+    """
 
     name: str
     mode: str = "batch"
@@ -382,6 +400,8 @@ class EditorConfig:
     batch_sizes: tuple[int, ...] | None = None
     schedulers: tuple[str, ...] | None = None
     stats: bool = True
+    subset: dict[str, Any] = _field(default_factory=dict)
+    share_values: bool = True
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "name", "must not be empty")
@@ -403,6 +423,19 @@ class EditorConfig:
         if self.schedulers is not None:
             _check(len(self.schedulers) > 0, "schedulers", "give at least one scheduler")
             _unique(self.schedulers, "schedulers")
+        self.subset_filters()
+
+    def subset_filters(self, source: str = "world") -> "DataConfig | None":
+        """The ``subset`` as a :class:`DataConfig` over ``source`` (None without one)."""
+        if not self.subset:
+            return None
+        unknown = sorted(set(self.subset) - set(SUBSET_KEYS))
+        _check(not unknown, f"subset.{unknown[0] if unknown else ''}",
+               f"unknown key (known keys of subset: {', '.join(SUBSET_KEYS)})")
+        try:
+            return _from_table(DataConfig, {**self.subset, "source": source}, "")
+        except _Invalid as exc:
+            raise _Invalid(f"subset.{exc.key}", str(exc)[len(exc.key) + 2:]) from None
 
     @property
     def column(self) -> str:

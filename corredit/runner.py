@@ -277,6 +277,9 @@ class TrialContext:
     original: Mapping[str, Any]
     config: RunConfig
 
+    def __post_init__(self) -> None:
+        self.case_index = {r.case_id: i for i, r in enumerate(self.requests)}
+
     def cases(self, indices: Iterable[int]) -> list[EditRequest]:
         """The requests at ``indices``."""
         return [self.requests[i] for i in indices]
@@ -287,7 +290,7 @@ class TrialContext:
         out = frame.copy()
         out["step"] = step
         if batch is None:
-            index = self.runner.case_index
+            index = self.case_index
             out["batch"] = [int(self.batch_of[index[c]]) for c in out["case_id"]]
         else:
             out["batch"] = batch
@@ -321,28 +324,29 @@ class CaseSuite(Suite):
     """A suite from a function ``score(h, requests, batch_size=...) -> rows`` (case_id,
     prompt_kind, prompt_index, metric, value): the trial's cases are scored at every
     measurement point and, with ``pre_edit``, on the unedited model (computed once per
-    run and shared by its trials)."""
+    run for all its edits and shared by its trials)."""
 
     score: Callable[..., pd.DataFrame]
 
     def __init__(self) -> None:
         self._pre: pd.DataFrame | None = None
 
-    def _score(self, ctx: TrialContext, indices: Sequence[int]) -> pd.DataFrame:
+    def _score(self, ctx: TrialContext, requests: Sequence[EditRequest]) -> pd.DataFrame:
         cfg = ctx.config.evaluate
-        return type(self).score(ctx.handle, ctx.cases(indices), batch_size=cfg.batch_size)
+        return type(self).score(ctx.handle, list(requests), batch_size=cfg.batch_size)
 
     def before(self, ctx: TrialContext) -> pd.DataFrame | None:
         if not ctx.config.evaluate.pre_edit:
             return None
         if self._pre is None:  # every trial starts from the same unedited model
-            self._pre = self._score(ctx, range(len(ctx.requests)))
-        return ctx.rows(self._pre, step=-1)
+            self._pre = self._score(ctx, ctx.runner.requests())
+        mine = self._pre[self._pre["case_id"].astype(str).isin(ctx.case_index)]
+        return ctx.rows(mine.reset_index(drop=True), step=-1)
 
     def measure(self, ctx: TrialContext, point: MeasurePoint) -> pd.DataFrame | None:
         if not point.cases:
             return None
-        return ctx.rows(self._score(ctx, point.cases), step=point.step)
+        return ctx.rows(self._score(ctx, ctx.cases(point.cases)), step=point.step)
 
 
 def register_case_suite(name: str, score: Callable[..., pd.DataFrame], *,
@@ -524,11 +528,12 @@ class Runner:
         self._handle = handle
         self._world: Any = None
         self._requests: list[EditRequest] | None = None
-        self.case_index: dict[str, int] = {}
+        self._subsets: dict[str, list[int]] = {}
+        self._values: dict[tuple[str, int], Any] = {}
         self._stats: dict[int, Any] | None = None
         self._embeddings: dict[str, np.ndarray] | None = None
         self._windows: list[list[int]] | None = None
-        self._schedules: dict[tuple[str, int, int], Any] = {}
+        self._schedules: dict[tuple[str, str, int, int], Any] = {}
         self._suites: list[Suite] | None = None
 
     # -- inputs ------------------------------------------------------------------------
@@ -571,8 +576,21 @@ class Runner:
                     log.warning("%s", res.problem_report(limit=5))
                 raw = res.requests
             self._requests = select_requests(raw, data)
-            self.case_index = {r.case_id: i for i, r in enumerate(self._requests)}
         return self._requests
+
+    def subset(self, editor: EditorConfig) -> list[int]:
+        """Indices (into :meth:`requests`) of the edits ``editor``'s trials make: all of
+        them, or its ``subset``."""
+        key = json.dumps(editor.subset, sort_keys=True)
+        if key not in self._subsets:
+            reqs = self.requests()
+            filters = editor.subset_filters(self.config.data.source)
+            if filters is None:
+                self._subsets[key] = list(range(len(reqs)))
+            else:
+                index = {r.case_id: i for i, r in enumerate(reqs)}
+                self._subsets[key] = [index[r.case_id] for r in select_requests(reqs, filters)]
+        return self._subsets[key]
 
     def _texts(self, source: str, what: str) -> list[str]:
         if source == "world":
@@ -663,18 +681,44 @@ class Runner:
             kwargs["second_moment"] = self.stats([layer])[layer]
         return kwargs
 
-    def schedule(self, scheduler: str, batch_size: int, seed: int) -> Any:
-        """The schedule of one (scheduler, batch size, seed); shared by the editors."""
-        key = (scheduler, batch_size, seed)
+    def schedule(self, editor: EditorConfig, scheduler: str, batch_size: int, seed: int) -> Any:
+        """The schedule of one (scheduler, batch size, seed) over ``editor``'s edits (its
+        indices are positions in ``[requests()[i] for i in subset(editor)]``); shared by
+        the editors with the same edits."""
+        key = (json.dumps(editor.subset, sort_keys=True), scheduler, batch_size, seed)
         if key not in self._schedules:
             from corredit.schedule import make_schedule
 
+            idx = self.subset(editor)
+            reqs = self.requests()
             emb = self.config.schedule_embedding
-            X = self.embeddings()[emb] if emb is not None else None
+            X = self.embeddings()[emb][idx] if emb is not None else None
             params = dict(self.config.schedule.params.get(scheduler, {}))
-            self._schedules[key] = make_schedule(scheduler, self.requests(), batch_size,
+            self._schedules[key] = make_schedule(scheduler, [reqs[i] for i in idx], batch_size,
                                                  embeddings=X, seed=seed, **params)
         return self._schedules[key]
+
+    def forget_values(self) -> None:
+        """Drop the shared value vectors held so far (they are recomputed on demand)."""
+        self._values.clear()
+
+    def shared_values(self, editor_config: EditorConfig, editor: Any, seed: int) -> Any:
+        """Value vectors of all ``editor_config``'s edits, optimised once on the unedited
+        model for seed ``seed`` (None when the editor has no separate value step or
+        ``share_values`` is off); see :class:`~corredit.config.EditorConfig`."""
+        if editor_config.mode != "batch" or not editor_config.share_values \
+                or not hasattr(editor, "_precompute"):
+            return None
+        key = (editor_config.column, seed)
+        if key not in self._values:
+            h = self.handle()
+            reqs = self.requests()
+            mine = [reqs[i] for i in self.subset(editor_config)]
+            stats = self.stats() if editor_config.stats else None
+            hp = editor.hparams_for(h)
+            with editor._editing(h):
+                self._values[key] = editor._precompute(h, mine, hp, stats=stats, seed=seed)
+        return self._values[key]
 
     def suites(self) -> list[Suite]:
         """One instance of every configured suite (kept for the whole run)."""
@@ -758,18 +802,33 @@ class Runner:
                         seconds=round(time.perf_counter() - started, 3), results=str(path))
         return self.folder
 
+    def work_groups(self, todo: Sequence[TrialSpec]) -> list[list[TrialSpec]]:
+        """``todo`` as groups of trials to run in one process, longest first: the
+        batch-mode trials of an editor and seed that share value vectors form one group
+        (the vectors are optimised once per group), every other trial is its own."""
+        groups: dict[Any, list[TrialSpec]] = {}
+        weight: dict[Any, float] = {}
+        for t in todo:
+            n = len(self.subset(t.editor))
+            shared = (t.editor.mode == "batch" and t.editor.share_values
+                      and hasattr(self._editor(t.editor), "_precompute"))
+            key = (t.editor.column, t.seed) if shared else t.name
+            groups.setdefault(key, []).append(t)
+            weight[key] = weight.get(key, float(n) if shared else 0.0) + n * (0.1 if shared else 1.0)
+        order = sorted(groups, key=lambda k: -weight[k])
+        return [groups[k] for k in order]
+
     def _run_parallel(self, todo: list[TrialSpec]) -> None:
-        """Run ``todo`` in ``self.workers`` processes (trials dealt round-robin, so each
-        gets its share of every editor); the shared inputs are cached first."""
+        """Run ``todo`` in ``self.workers`` processes that take :meth:`work_groups` from
+        a queue; the shared inputs (statistics, embeddings) are cached first."""
         import concurrent.futures as cf
         import multiprocessing
 
         if any(e.stats for e in self.config.editors):
             self.stats()
         self.embeddings()
-        n = min(self.workers, len(todo))
-        shares = [[t.name for t in todo[k::n]] for k in range(n)]
-        config = self.config.to_dict()
+        groups = self.work_groups(todo)
+        n = min(self.workers, len(groups))
         ctx = multiprocessing.get_context("spawn")
         bar = None
         if self.progress:
@@ -778,18 +837,23 @@ class Runner:
             bar = tqdm(total=len(todo), desc=f"trials ({n} workers)", unit="trial",
                        file=sys.stderr, dynamic_ncols=True)
         names = {t.name for t in todo}
-        with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
-            futures = [pool.submit(_run_share, config, str(self.folder.root), share)
-                       for share in shares]
-            pending = set(futures)
-            while pending:
-                _, pending = cf.wait(pending, timeout=1.0)
+        config = self.config.to_dict()
+        with ctx.Manager() as manager:
+            queue = manager.Queue()
+            for g in groups:
+                queue.put([t.name for t in g])
+            with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+                futures = [pool.submit(_run_queue, config, str(self.folder.root), queue)
+                           for _ in range(n)]
+                pending = set(futures)
+                while pending:
+                    _, pending = cf.wait(pending, timeout=1.0)
+                    if bar is not None:
+                        bar.update(len(self.folder.finished_trials() & names) - bar.n)
                 if bar is not None:
-                    bar.update(len(self.folder.finished_trials() & names) - bar.n)
-            if bar is not None:
-                bar.close()
-            for f in futures:
-                f.result()  # a worker's error surfaces here
+                    bar.close()
+                for f in futures:
+                    f.result()  # a worker's error surfaces here
 
     def run_trial(self, spec: TrialSpec) -> pd.DataFrame:
         """Run one trial, write it to the run folder and return its rows."""
@@ -797,15 +861,19 @@ class Runner:
         from corredit.models import restore, snapshot
 
         h = self.handle()
-        reqs = self.requests()
+        idx = self.subset(spec.editor)
+        all_reqs = self.requests()
+        reqs = [all_reqs[i] for i in idx]
         stats = self.stats() if spec.editor.stats else None
-        schedule = self.schedule(spec.scheduler, spec.batch_size, spec.seed)
+        schedule = self.schedule(spec.editor, spec.scheduler, spec.batch_size, spec.seed)
         editor = self._editor(spec.editor)
         names = list(editor.declared_parameters(h))
         original = snapshot(h.model, names)
         checksum = param_checksum(h.model, names)
+        values = self.shared_values(spec.editor, editor, spec.seed)
         ctx = TrialContext(runner=self, spec=spec, handle=h, requests=reqs, schedule=schedule,
-                           batch_of=schedule.batch_of(), embeddings=self.embeddings(),
+                           batch_of=schedule.batch_of(),
+                           embeddings={k: X[idx] for k, X in self.embeddings().items()},
                            param_names=names, original=original, config=self.config)
         n_steps = schedule.n_batches
         mode = spec.editor.mode
@@ -828,7 +896,11 @@ class Runner:
             for step in steps:
                 batch = schedule.batches[step]
                 t0 = time.perf_counter()
-                result = editor.apply(h, ctx.cases(batch), stats=stats, seed=spec.seed)
+                if values is None:
+                    result = editor.apply(h, ctx.cases(batch), stats=stats, seed=spec.seed)
+                else:
+                    result = editor._apply(h, ctx.cases(batch), stats=stats, seed=spec.seed,
+                                           precomputed=values.select(list(batch)))
                 edit_seconds += time.perf_counter() - t0
                 for suite in suites:
                     frames.append(_tag(suite.after_edit(ctx, step, batch, result), suite))
@@ -914,8 +986,11 @@ def _summary(rows: pd.DataFrame) -> dict[str, float]:
             if m in per_case.index.get_level_values(0)}
 
 
-def _run_share(config: Mapping[str, Any], out: str, names: Sequence[str]) -> list[str]:
-    """Worker process: run the named trials of ``config`` into ``out``."""
+def _run_queue(config: Mapping[str, Any], out: str, queue: Any) -> list[str]:
+    """Worker process: take groups of trial names from ``queue`` until it is empty and
+    run them into ``out``."""
+    import queue as queue_module
+
     import torch
 
     cfg = RunConfig.from_dict(config, source=f"{out}/config.json")
@@ -923,9 +998,16 @@ def _run_share(config: Mapping[str, Any], out: str, names: Sequence[str]) -> lis
         torch.set_num_threads(cfg.threads)
     runner = Runner(cfg, out, progress=False)
     specs = {t.name: t for t in cfg.trials()}
-    for name in names:
-        runner.run_trial(specs[name])
-    return list(names)
+    done: list[str] = []
+    while True:
+        try:
+            group = queue.get_nowait()
+        except queue_module.Empty:
+            return done
+        for name in group:
+            runner.run_trial(specs[name])
+            done.append(name)
+        runner.forget_values()
 
 
 def run_experiment(config: RunConfig, out: str | os.PathLike[str], *, handle: Any = None,

@@ -483,3 +483,33 @@ def test_two_worker_processes_give_the_same_rows(tiny_run, tmp_path):
     pd.testing.assert_frame_equal(par, df[df["editor"] == "memit"].reset_index(drop=True))
     events = [json.loads(x) for x in (folder.root / "log.jsonl").read_text().splitlines()]
     assert sum(e["event"] == "trial_end" for e in events) == 4
+
+
+def test_subset_and_shared_values(tiny_run, tmp_path):
+    from corredit.config import EditorConfig
+
+    cfg, _, df, _ = tiny_run
+    memit = cfg.editors[0]
+    own = EditorConfig(name="memit", label="memit-own", mode="batch", hparams=memit.hparams,
+                       share_values=False)
+    part = EditorConfig(name="rome", label="rome-part", mode="sequential",
+                        hparams=cfg.editors[1].hparams, schedulers=("random",),
+                        subset={"n_subjects": 2, "seed": 1})
+    small = cfg.replace(editors=(own, part),
+                        schedule=cfg.schedule.__class__(schedulers=("random",), batch_sizes=(6,)))
+    got = run_experiment(small, tmp_path / "sub").read_results()
+
+    # value vectors optimised per batch instead of once per run: the same edits up to
+    # floating-point order
+    a = _probability(got, "memit-own-random-b6-s0").reset_index(drop=True)
+    b = _probability(df, "memit-random-b6-s0").reset_index(drop=True)
+    assert a[["step", "batch", "case_id", "metric"]].equals(b[["step", "batch", "case_id", "metric"]])
+    assert np.allclose(a["value"], b["value"], rtol=1e-3, atol=1e-4)
+
+    rome = got[got["editor"] == "rome-part"]
+    cases = set(rome["case_id"]) - {""}
+    assert len(cases) == 6 and len({c.split("-")[1] for c in cases}) == 2   # 2 subjects x 3
+    pre = rome[(rome["suite"] == "probability") & (rome["step"] == -1) & (rome["metric"] == "ES")]
+    assert set(pre["case_id"]) == cases
+    sched = pd.read_parquet(tmp_path / "sub" / "schedules" / "rome-part-random-b1-s0.parquet")
+    assert set(sched["case_id"]) == cases and sched["batch"].max() == 5
