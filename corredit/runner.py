@@ -522,6 +522,7 @@ class Runner:
         self.folder = RunFolder(out)
         self.progress = config.progress if progress is None else bool(progress)
         self.workers = int(workers)
+        self._own_model = handle is None  # workers can load the model themselves
         self.cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else \
             default_cache_dir()
         self.code_version = code_version()
@@ -792,7 +793,7 @@ class Runner:
         started = time.perf_counter()
         if todo or not (self.folder.root / "edits.jsonl").exists():
             self.write_inputs()
-        if self.workers > 1 and len(todo) > 1 and self._handle is None:
+        if self.workers > 1 and len(todo) > 1 and self._own_model:
             self._run_parallel(todo)
         else:
             for spec in _progress(todo, enabled=self.progress, desc="trials", unit="trial"):
@@ -878,7 +879,7 @@ class Runner:
         n_steps = schedule.n_batches
         mode = spec.editor.mode
         self.folder.log("trial_start", trial=spec.name, n_edits=schedule.n_edits,
-                        n_steps=n_steps, mode=mode)
+                        n_steps=n_steps, mode=mode, pid=os.getpid())
         started = time.perf_counter()
         torch.manual_seed(spec.seed)
         frames: list[pd.DataFrame | None] = []
@@ -921,7 +922,7 @@ class Runner:
         rows = self._assemble(spec, frames)
         self.folder.write_trial(spec.name, rows, schedule=schedule.to_frame())
         seconds = time.perf_counter() - started
-        self.folder.log("trial_end", trial=spec.name, seconds=round(seconds, 3),
+        self.folder.log("trial_end", trial=spec.name, pid=os.getpid(), seconds=round(seconds, 3),
                         edit_seconds=round(edit_seconds, 3), n_edits=schedule.n_edits,
                         n_steps=n_steps, n_rows=len(rows), **_summary(rows))
         return rows

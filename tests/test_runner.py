@@ -475,14 +475,24 @@ def test_cli_run_and_report(tiny_run, tmp_path, fixture_dir, capsys):
 
 
 def test_two_worker_processes_give_the_same_rows(tiny_run, tmp_path):
+    import dataclasses
+    import os
+
     cfg, _, df, _ = tiny_run
-    small = cfg.replace(editors=cfg.editors[:1])            # memit: 4 trials
-    folder = run_experiment(small, tmp_path / "par", workers=2)
-    par = folder.read_results()
+    memit = dataclasses.replace(cfg.editors[0], share_values=False)   # 4 separate trials
+    small = cfg.replace(editors=(memit, cfg.editors[2]))              # + ft: 5 trials
+    par_folder = run_experiment(small, tmp_path / "par", workers=2)
+    par = par_folder.read_results()
+    one = run_experiment(small, tmp_path / "one").read_results()
     assert set(par["trial"]) == {t.name for t in small.trials()}
-    pd.testing.assert_frame_equal(par, df[df["editor"] == "memit"].reset_index(drop=True))
-    events = [json.loads(x) for x in (folder.root / "log.jsonl").read_text().splitlines()]
-    assert sum(e["event"] == "trial_end" for e in events) == 4
+    pd.testing.assert_frame_equal(par, one)
+    pd.testing.assert_frame_equal(par[par["editor"] == "ft"].reset_index(drop=True),
+                                  df[df["editor"] == "ft"].reset_index(drop=True))
+    events = [json.loads(x) for x in (par_folder.root / "log.jsonl").read_text().splitlines()]
+    ends = [e for e in events if e["event"] == "trial_end"]
+    assert len(ends) == 5
+    pids = {e["pid"] for e in ends}
+    assert os.getpid() not in pids and len(pids) == 2     # two worker processes
 
 
 def test_subset_and_shared_values(tiny_run, tmp_path):
