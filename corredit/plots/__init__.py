@@ -35,6 +35,7 @@ from corredit.plots.figures import (
     RunData,
     build_figure,
     figure_availability,
+    figure_script,
     make_all_figures,
     read_run,
     save_figure,
@@ -51,6 +52,7 @@ from corredit.plots.scores import (
 
 __all__ = [
     "make_all_figures",
+    "figure_script",
     "build_figure",
     "save_figure",
     "read_run",

@@ -66,6 +66,7 @@ __all__ = [
     "save_figure",
     "make_all_figures",
     "MANIFEST_NAME",
+    "figure_script",
 ]
 
 log = logging.getLogger(__name__)
@@ -413,3 +414,35 @@ def read_manifest(out_dir: str | os.PathLike[str]) -> Mapping[str, Mapping[str, 
     """The ``figures.json`` written by :func:`make_all_figures` ({} when absent)."""
     path = Path(out_dir) / MANIFEST_NAME
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def figure_script(name: str, argv: Sequence[str] | None = None, *,
+                  description: str | None = None) -> int:
+    """The body of every ``analysis/fig_<name>.py`` script.
+
+    Usage (the whole script)::
+
+        import sys
+        from corredit.plots import figure_script
+        sys.exit(figure_script("retention"))
+
+    Reads ``RUN_DIR`` (default ``runs/demo``), draws figure ``name`` and writes
+    ``<out>/<name>.png`` and ``.pdf`` (default ``figures/``). Exit code 2 with the reason
+    when the run folder or the figure's data is missing.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog=f"fig_{name}.py",
+                                     description=description or FIGURES.get(name).description)
+    parser.add_argument("run_dir", nargs="?", default="runs/demo", help="run folder")
+    parser.add_argument("--out", default="figures", help="output folder")
+    args = parser.parse_args(argv)
+    try:
+        fig = build_figure(name, read_run(args.run_dir))
+    except (FileNotFoundError, FigureUnavailable) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    for path in save_figure(fig, args.out, name):
+        print(path)
+    return 0
