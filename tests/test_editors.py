@@ -308,6 +308,7 @@ def test_modes_return_per_call_deltas_and_restore_bit_exact(gpt2):
     w0 = h.model.get_parameter(name).detach().clone()
     ed = get_editor("memit")()
     seq = ed.edit(h, REQUESTS, mode="sequential", stats=mom)
+    assert all(isinstance(r, EditResult) for r in seq)
     assert [r.case_ids for r in seq] == [["1"], ["2"], ["3"]]
     total = sum(r.deltas[name] for r in seq)
     torch.testing.assert_close(h.model.get_parameter(name).detach() - w0, total, rtol=0, atol=1e-6)

@@ -222,8 +222,8 @@ class ValueOptimizer:
 
     def _forward(self, rows: _Rows, idx: list[int], vectors: torch.Tensor | None, *,
                  read: bool = False):
-        """Trace rows ``idx`` with ``vectors`` (n_units, n_sites, d) added; returns
-        (trace result, device index tensors)."""
+        """Trace rows ``idx`` with ``vectors`` (n_units, n_sites, d) added at each row's
+        subject position; returns the trace result and those positions."""
         from corredit.models import Addition, trace
 
         dev = self.h.device
@@ -251,10 +251,16 @@ class ValueOptimizer:
             if rows.kind[i] == 0:
                 n = len(rows.tgt[i])
                 for k, tid in enumerate(rows.tgt[i]):
-                    r_i.append(j); p_i.append(rows.tgt_start[i] + k); t_i.append(tid)
-                    w_i.append(1.0 / n); u_i.append(rows.unit[i])
+                    r_i.append(j)
+                    p_i.append(rows.tgt_start[i] + k)
+                    t_i.append(tid)
+                    w_i.append(1.0 / n)
+                    u_i.append(rows.unit[i])
             else:
-                k_r.append(j); k_p.append(rows.tgt_start[i]); k_slot.append(kl_slot[i]); k_u.append(rows.unit[i])
+                k_r.append(j)
+                k_p.append(rows.tgt_start[i])
+                k_slot.append(kl_slot[i])
+                k_u.append(rows.unit[i])
         if r_i:
             sel = logits[torch.tensor(r_i, device=dev), torch.tensor(p_i, device=dev)]
             lp = torch.log_softmax(sel.to(self.dtype), dim=-1)
