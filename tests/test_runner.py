@@ -202,6 +202,10 @@ def test_grid_expands_editors_schedulers_batch_sizes_and_seeds(tmp_path, fixture
     ('editors = [{ name = "memit" }, { name = "memit" }]', "editors[1].label", "distinct label"),
     ('[data]\nsource = "world"', "editors", "required key is missing"),
     ('editors = [{ name = "memit" }]\n[health]\nevery = 0', "health.every", ">= 1"),
+    ('editors = [{ name = "rome", subset = { n_people = 3 } }]', "editors[0].subset.n_people",
+     "unknown key"),
+    ('editors = [{ name = "rome", subset = { n_subjects = -2 } }]',
+     "editors[0].subset.n_subjects", ">= 1"),
 ])
 def test_bad_config_names_file_and_key(tmp_path, body, key, words):
     path = _write(tmp_path, body)
