@@ -4,6 +4,7 @@ Usage::
 
     python analysis/sweep_layers.py                       # ROME layers, then MEMIT windows and lambda
     python analysis/sweep_layers.py --editor rome --n-rome 60 --json sweep.json
+    python analysis/sweep_layers.py --world /tmp/world-7 --editor capacity   # another world
 
 Capacity: for each layer, the share of cases an unconstrained vector at the subject's last
 token can flip (the ceiling of every editor keyed there). ROME: every layer, then
@@ -137,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--n-memit", type=int, default=64)
     parser.add_argument("--stats-tokens", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--world", default=None, help="world folder (default: the embedded world)")
     parser.add_argument("--json", default=None, help="write all rows to this file")
     parser.add_argument("--rome-start", default=None, help="JSON knobs to start ROME's stages from")
     parser.add_argument("--memit-start", default=None, help="JSON knobs to start MEMIT's stages from")
@@ -152,8 +154,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     from corredit.world import load_world
 
     torch.set_num_threads(1)
-    w = load_world()
-    h = load("world", device="cpu")
+    w = load_world(args.world)
+    h = load(args.world or "world", device="cpu")
     moments = second_moments(h, range(h.n_layers), TextsCorpus(list(w.stats_texts()), identity="world-stats"),
                              max_tokens=args.stats_tokens, batch_size=32)
     pool = validation_requests(w, args.seed)

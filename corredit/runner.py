@@ -711,12 +711,21 @@ class Runner:
         """Drop the shared value vectors held so far (they are recomputed on demand)."""
         self._values.clear()
 
-    def shared_values(self, editor_config: EditorConfig, editor: Any, seed: int) -> Any:
+    @staticmethod
+    def shares_values(editor_config: EditorConfig, editor: Any, batch_size: int) -> bool:
+        """Whether trials of ``editor_config`` at ``batch_size`` use values optimised once on
+        the unedited model: batch mode, ``share_values`` on, an editor that precomputes
+        values, and batches whose values do not depend on their batch mates' edits."""
+        return (editor_config.mode == "batch" and editor_config.share_values
+                and editor.precomputes_values
+                and (batch_size == 1 or not editor.sequential_within_batch))
+
+    def shared_values(self, editor_config: EditorConfig, editor: Any, seed: int,
+                      batch_size: int) -> Any:
         """Value vectors of all ``editor_config``'s edits, optimised once on the unedited
-        model for seed ``seed`` (None when the editor has no separate value step or
-        ``share_values`` is off); see :class:`~corredit.config.EditorConfig`."""
-        if editor_config.mode != "batch" or not editor_config.share_values \
-                or not hasattr(editor, "_precompute"):
+        model for seed ``seed``, or None when :meth:`shares_values` says no; see
+        :class:`~corredit.config.EditorConfig`."""
+        if not self.shares_values(editor_config, editor, batch_size):
             return None
         key = (editor_config.column, seed)
         if key not in self._values:
@@ -724,9 +733,7 @@ class Runner:
             reqs = self.requests()
             mine = [reqs[i] for i in self.subset(editor_config)]
             stats = self.stats() if editor_config.stats else None
-            hp = editor.hparams_for(h)
-            with editor._editing(h):
-                self._values[key] = editor._precompute(h, mine, hp, stats=stats, seed=seed)
+            self._values[key] = editor.precompute_values(h, mine, stats=stats, seed=seed)
         return self._values[key]
 
     def suites(self) -> list[Suite]:
@@ -821,8 +828,7 @@ class Runner:
         weight: dict[Any, float] = {}
         for t in todo:
             n = len(self.subset(t.editor))
-            shared = (t.editor.mode == "batch" and t.editor.share_values
-                      and hasattr(self._editor(t.editor), "_precompute"))
+            shared = self.shares_values(t.editor, self._editor(t.editor), t.batch_size)
             key = (t.editor.column, t.seed) if shared else t.name
             groups.setdefault(key, []).append(t)
             if shared:
@@ -884,7 +890,7 @@ class Runner:
         names = list(editor.declared_parameters(h))
         original = snapshot(h.model, names)
         checksum = param_checksum(h.model, names)
-        values = self.shared_values(spec.editor, editor, spec.seed)
+        values = self.shared_values(spec.editor, editor, spec.seed, spec.batch_size)
         ctx = TrialContext(runner=self, spec=spec, handle=h, requests=reqs, schedule=schedule,
                            batch_of=schedule.batch_of(),
                            embeddings={k: X[idx] for k, X in self.embeddings().items()},
@@ -910,11 +916,9 @@ class Runner:
             for step in steps:
                 batch = schedule.batches[step]
                 t0 = time.perf_counter()
-                if values is None:
-                    result = editor.apply(h, ctx.cases(batch), stats=stats, seed=spec.seed)
-                else:
-                    result = editor._apply(h, ctx.cases(batch), stats=stats, seed=spec.seed,
-                                           precomputed=values.select(list(batch)))
+                result = editor.apply(
+                    h, ctx.cases(batch), stats=stats, seed=spec.seed,
+                    precomputed=None if values is None else values.select(list(batch)))
                 edit_seconds += time.perf_counter() - t0
                 for suite in suites:
                     frames.append(_tag(suite.after_edit(ctx, step, batch, result), suite))

@@ -1,4 +1,5 @@
-"""Shared test configuration: paths to the shared benchmark data (skipped when absent)."""
+"""Shared test configuration: paths to the shared benchmark data (skipped when absent),
+single-threaded torch and the tiny two-tokenizer models of the scoring tests."""
 
 from __future__ import annotations
 
@@ -20,3 +21,23 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared benchmark data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for the module (exact batched-vs-unbatched comparisons)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module", params=["gpt2", "bos"])
+def tiny_h(request):
+    """A tiny GPT-2 (no BOS) and a tiny Llama whose tokenizer adds a BOS."""
+    from corredit.models.testing import tiny_model
+
+    arch = "GPT2LMHeadModel" if request.param == "gpt2" else "LlamaForCausalLM"
+    return tiny_model(arch, seed=1, tokenizer=request.param)

@@ -46,13 +46,7 @@ def _tiny(arch="GPT2LMHeadModel", tokenizer="gpt2", dtype=torch.float32):
     return h, mom
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread (and the machine's cores are shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 
 @pytest.fixture(scope="module")
@@ -342,3 +336,25 @@ def test_edit_each_equals_independent_single_edits(gpt2_f64, name):
             torch.testing.assert_close(g[k], e[k], rtol=1e-5, atol=1e-7)
     lp1 = target_logprobs(h, [r.rewrite_prompt for r in REQUESTS], [r.target_new for r in REQUESTS])
     assert torch.equal(lp0, lp1)      # every edit was undone
+
+
+# ROME applies a batch one fact after another (each value on the model edited so far), so
+# values precomputed on the unedited model match its direct edit for one fact only.
+@pytest.mark.parametrize("name,idx", [("rome", [2]), ("memit", [1, 2])])
+def test_precomputed_values_shared_across_batches_give_the_same_edit(gpt2_f64, name, idx):
+    h, mom = gpt2_f64
+    ed = get_editor(name)()
+    assert ed.precomputes_values and not get_editor("ft-l")().precomputes_values
+    batch = [REQUESTS[i] for i in idx]
+    direct = ed.apply(h, batch, stats=mom)
+    ed.restore(h)
+    pre = ed.precompute_values(h, REQUESTS, stats=mom)
+    assert list(pre.case_ids) == ["1", "2", "3"]
+    shared = ed.apply(h, batch, stats=mom, precomputed=pre.select(idx))
+    ed.restore(h)
+    for k in direct.deltas:
+        torch.testing.assert_close(shared.deltas[k], direct.deltas[k], rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="precomputed values are for cases|single-fact"):
+        ed.apply(h, REQUESTS[1:], stats=mom, precomputed=pre.select([2, 0]))
+    with pytest.raises(ValueError, match="precomputed values are for cases"):
+        ed.apply(h, REQUESTS[:1], stats=mom, precomputed=pre.select([2]))

@@ -43,18 +43,12 @@ TARGETS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module", params=["gpt2", "bos"])
-def h(request):
-    arch = "GPT2LMHeadModel" if request.param == "gpt2" else "LlamaForCausalLM"
-    return tiny_model(arch, seed=1, tokenizer=request.param)
+@pytest.fixture(scope="module")
+def h(tiny_h):
+    return tiny_h
 
 
 def unbatched(h, prompt, target):

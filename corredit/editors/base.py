@@ -5,6 +5,8 @@ Usage::
     from corredit.editors import get_editor, EDITORS
     ed = get_editor("rome")()                       # per-model defaults from defaults.toml
     res = ed.apply(h, requests, stats=moments, seed=0)   # the model is edited in place
+    pre = ed.precompute_values(h, requests, stats=moments)  # value vectors, shareable across
+    ed.apply(h, requests[:8], stats=moments, precomputed=pre.select(range(8)))   # batches
     res.deltas["transformer.h.3.mlp.c_proj.weight"]      # change, in the parameter's layout
     results = ed.edit(h, requests, mode="sequential-batch", batch_size=16, stats=moments)
     ed.restore(h)                                   # bit-exact: weights before the first edit
@@ -16,15 +18,15 @@ lets :meth:`Editor.edit_each` batch that work across independent edits).
 
 from __future__ import annotations
 
-import contextlib
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 
 from corredit.editors.hparams import DEFAULTS_PATH, HParams, default_hparams
 from corredit.editors.templates import TemplateSampler
+from corredit.models.tracing import eval_mode
 from corredit.registry import Registry
 
 __all__ = ["Editor", "EditResult", "EDITORS", "register_editor", "get_editor", "MODES"]
@@ -85,6 +87,10 @@ class Editor:
 
     name: ClassVar[str] = ""
     hparams_class: ClassVar[type[HParams]] = HParams
+    #: True when a batch is applied one fact after another, each fact's values computed on
+    #: the model edited by the facts before it (ROME): then values precomputed on the
+    #: unedited model serve single-fact batches only.
+    sequential_within_batch: ClassVar[bool] = False
 
     def __init__(self, hparams: HParams | Mapping[str, Any] | None = None, *,
                  max_batch_tokens: int = 16384, defaults_path=DEFAULTS_PATH) -> None:
@@ -124,9 +130,26 @@ class Editor:
         return [h.adapter.param_name("mlp_out", layer) for layer in hp.layers]
 
     # -- modes --------------------------------------------------------------------------
-    def apply(self, h, requests: Sequence, *, stats=None, seed: int = 0) -> EditResult:
-        """Edit ``h`` in place with ``requests`` as one batch; returns the deltas."""
-        return self._apply(h, list(requests), stats=stats, seed=seed)
+    @property
+    def precomputes_values(self) -> bool:
+        """Whether this editor's value vectors depend only on the unedited model, so that
+        :meth:`precompute_values` can optimise them for many requests at once."""
+        return hasattr(self, "_precompute")
+
+    def precompute_values(self, h, requests: Sequence, *, stats=None, seed: int = 0):
+        """Value vectors of ``requests`` on the current model, optimised jointly, or None for
+        an editor that does not precompute. ``.select(indices)`` of the result is the
+        ``precomputed`` argument of :meth:`apply` for those requests, in that order."""
+        if not self.precomputes_values:
+            return None
+        with eval_mode(h.model):
+            return self._precompute(h, list(requests), self.hparams_for(h), stats=stats, seed=seed)
+
+    def apply(self, h, requests: Sequence, *, stats=None, seed: int = 0,
+              precomputed=None) -> EditResult:
+        """Edit ``h`` in place with ``requests`` as one batch; returns the deltas.
+        ``precomputed``: values of exactly these requests from :meth:`precompute_values`."""
+        return self._apply(h, list(requests), stats=stats, seed=seed, precomputed=precomputed)
 
     def apply_batches(self, h, batches: Sequence[Sequence], *, stats=None, seed: int = 0
                       ) -> list[EditResult]:
@@ -159,10 +182,7 @@ class Editor:
         hp = self.hparams_for(h)
         names = self.declared_parameters(h, hp)
         self._ensure_snapshot(h, names)
-        pre = None
-        if hasattr(self, "_precompute"):
-            with self._editing(h):
-                pre = self._precompute(h, requests, hp, stats=stats, seed=seed)
+        pre = self.precompute_values(h, requests, stats=stats, seed=seed)
         out = []
         for i, r in enumerate(requests):
             before = _clone_params(h.model, names)
@@ -200,23 +220,25 @@ class Editor:
             snap.update(snapshot(h.model, missing))
         return snap
 
-    @contextlib.contextmanager
-    def _editing(self, h) -> Iterator[None]:
-        was_training = h.model.training
-        h.model.eval()
-        try:
-            yield
-        finally:
-            h.model.train(was_training)
-
     def _apply(self, h, requests: list, *, stats, seed: int, precomputed=None) -> EditResult:
         if not requests:
             raise ValueError(f"{self.name}: no requests to edit")
+        if precomputed is not None and self.sequential_within_batch and len(requests) > 1:
+            raise ValueError(f"{self.name}: edits a batch one fact after another, so values "
+                             f"precomputed on the unedited model serve single-fact batches "
+                             f"only, not {len(requests)} requests")
+        if precomputed is not None:
+            got, want = list(precomputed.case_ids), [r.case_id for r in requests]
+            if got != want:
+                raise ValueError(f"{self.name}: precomputed values are for cases {got[:5]}"
+                                 f"{'...' if len(got) > 5 else ''}, not for the requests "
+                                 f"{want[:5]}{'...' if len(want) > 5 else ''} (select them in "
+                                 f"the requests' order)")
         hp = self.hparams_for(h)
         names = self.declared_parameters(h, hp)
         snap = self._ensure_snapshot(h, names)
         before = _clone_params(h.model, names)
-        with self._editing(h):
+        with eval_mode(h.model):
             diagnostics = self._edit(h, requests, hp, stats=stats, seed=seed,
                                      precomputed=precomputed)
         params = dict(h.model.named_parameters())

@@ -36,6 +36,7 @@ class ROME(Editor):
     """Rank-one model editing; see the module docstring."""
 
     hparams_class = RomeHParams
+    sequential_within_batch = True
 
     def _groups(self, h, hp: RomeHParams, seed: int):
         return self.templates_.groups(h, prompts=hp.context_prompts, lengths=hp.context_templates,

@@ -40,7 +40,8 @@ import pandas as pd
 import torch
 
 from corredit.evaluate.rows import suite_rows, summarize_suite
-from corredit.evaluate.scoring import _eval_mode, encode_prompt
+from corredit.evaluate.scoring import encode_prompt
+from corredit.models.tracing import eval_mode
 from corredit.types import EditRequest
 
 __all__ = [
@@ -111,7 +112,7 @@ def sample_texts(h: Any, prompts: Sequence[str], *, keys: Sequence[str] | None =
     dev = h.device
     model = h.model
     cache_arg = _cache_argument(model)
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for length in sorted(by_len):
             group = by_len[length]
             for s in range(0, len(group), batch_size):

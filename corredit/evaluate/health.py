@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 
 from corredit.evaluate.rows import suite_rows
-from corredit.evaluate.scoring import _eval_mode, _pad_id, encode_prompt
+from corredit.evaluate.scoring import _pad_id, encode_prompt
+from corredit.models.tracing import eval_mode
 
 __all__ = ["text_windows", "token_perplexity", "perplexity", "norm_growth", "health_rows"]
 
@@ -56,7 +57,7 @@ def token_perplexity(h: Any, windows: Sequence[Sequence[int]], batch_size: int =
     pad = _pad_id(h.tokenizer)
     total, count = 0.0, 0
     order = sorted(range(len(windows)), key=lambda i: -len(windows[i]))
-    with _eval_mode(h.model), torch.no_grad():
+    with eval_mode(h.model), torch.no_grad():
         for s in range(0, len(order), batch_size):
             chunk = [windows[i] for i in order[s:s + batch_size]]
             width = max(len(w) for w in chunk)

@@ -18,12 +18,13 @@ padding and an attention mask, and returned in the input order.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+
+from corredit.models.tracing import eval_mode
 
 __all__ = [
     "TargetScores",
@@ -44,6 +45,8 @@ class TargetScores:
     first_token_correct: np.ndarray  # bool: argmax at the prompt's last position = 1st target token
     token_accuracy: np.ndarray       # float64: fraction of target tokens that are the argmax
     n_target_tokens: np.ndarray      # int64
+    argmax: tuple[np.ndarray, ...] = ()  # int64 per pair: argmax at each target position
+                                         # (only with ``with_argmax=True``)
 
 
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
@@ -82,16 +85,6 @@ def encode_target(tokenizer: Any, target: str, *, word_prefix: bool | None = Non
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-@contextlib.contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 def _pad_id(tokenizer: Any) -> int:
     for pid in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
         if pid is not None:
@@ -100,8 +93,9 @@ def _pad_id(tokenizer: Any) -> int:
 
 
 def score_targets(h: Any, prompts: Sequence[str], targets: Sequence[str],
-                  batch_size: int = 64) -> TargetScores:
-    """Score every ``(prompts[i], targets[i])`` (see module doc)."""
+                  batch_size: int = 64, with_argmax: bool = False) -> TargetScores:
+    """Score every ``(prompts[i], targets[i])`` (see module doc); ``with_argmax`` also keeps
+    the teacher-forced argmax token ids at every target position."""
     if len(prompts) != len(targets):
         raise ValueError(f"score_targets: {len(prompts)} prompts but {len(targets)} targets")
     if batch_size < 1:
@@ -135,10 +129,11 @@ def score_targets(h: Any, prompts: Sequence[str], targets: Sequence[str],
     first = np.zeros(m, dtype=bool)
     acc = np.zeros(m)
     ntok = np.array([len(t) for _, t in encoded], dtype=np.int64)
+    best: list[np.ndarray] = [np.zeros(0, np.int64)] * m
     order = sorted(range(m), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
     pad = _pad_id(tok)
     model = h.model
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for s in range(0, m, batch_size):
             idx = order[s:s + batch_size]
             rows = [encoded[i][0] + encoded[i][1] for i in idx]
@@ -171,9 +166,14 @@ def score_targets(h: Any, prompts: Sequence[str], targets: Sequence[str],
             nll[idx] = nll_b.cpu().numpy()
             first[idx] = hit[:, 0].cpu().numpy()
             acc[idx] = (hit.sum(1).double() / k).cpu().numpy()
+            if with_argmax:
+                arg = sel.argmax(-1).cpu().numpy().astype(np.int64)
+                for r, i in enumerate(idx):
+                    best[i] = arg[r, :len(encoded[i][1])]
             del logits, sel, logp
     back = np.array([index[p] for p in pairs], dtype=np.int64) if n else np.zeros(0, np.int64)
-    return TargetScores(nll[back], first[back], acc[back], ntok[back])
+    argmax = tuple(best[i] for i in back) if with_argmax else ()
+    return TargetScores(nll[back], first[back], acc[back], ntok[back], argmax)
 
 
 def target_nll(h: Any, prompts: Sequence[str], targets: Sequence[str],

@@ -30,17 +30,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from corredit.evaluate.rows import suite_rows, summarize_suite
-from corredit.evaluate.scoring import (
-    _eval_mode,
-    _pad_id,
-    adds_word_prefix,
-    encode_prompt,
-    encode_target,
-    score_targets,
-)
+from corredit.evaluate.scoring import score_targets
 from corredit.types import EditRequest
 
 __all__ = [
@@ -62,47 +54,12 @@ def target_argmax(h: Any, prompts: Sequence[str], targets: Sequence[str],
     """Teacher-forced argmax token ids: for each pair, the model's argmax at every
     position of ``" " + target`` after ``prompt`` (int64 array, one entry per target
     token; tokenization as :func:`~corredit.evaluate.score_targets`). Pairs are
-    deduplicated, sorted by length and run ``batch_size`` at a time, right-padded.
+    deduplicated, sorted by length and run ``batch_size`` at a time, right-padded
+    (one pass of :func:`~corredit.evaluate.score_targets`).
 
     Example: ``target_argmax(h, ["Paris is in"], ["France"])`` -> ``[array([412])]``.
     """
-    if len(prompts) != len(targets):
-        raise ValueError(f"target_argmax: {len(prompts)} prompts but {len(targets)} targets")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    tok = h.tokenizer
-    word_prefix = adds_word_prefix(tok)
-    unique = list(dict.fromkeys(zip(prompts, targets)))
-    encoded = []
-    for p, t in unique:
-        if not isinstance(t, str) or not t.strip():
-            raise ValueError(f"target {t!r} (after prompt {p!r}) is empty")
-        p_ids, t_ids = encode_prompt(tok, p), encode_target(tok, t, word_prefix=word_prefix)
-        if not p_ids or not t_ids:
-            raise ValueError(f"prompt {p!r} or target {t!r} has no tokens")
-        encoded.append((p_ids, t_ids))
-    result: list[np.ndarray] = [np.zeros(0, np.int64)] * len(unique)
-    order = sorted(range(len(unique)), key=lambda i: -sum(map(len, encoded[i])))
-    pad = _pad_id(tok)
-    with _eval_mode(h.model), torch.no_grad():
-        for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
-            rows = [encoded[i][0] + encoded[i][1] for i in idx]
-            width = max(len(r) for r in rows)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for r, row in enumerate(rows):
-                ids[r, :len(row)] = torch.as_tensor(row)
-                mask[r, :len(row)] = 1
-            logits = h.model(input_ids=ids.to(h.device), attention_mask=mask.to(h.device),
-                             use_cache=False).logits
-            best = logits.argmax(-1).cpu().numpy()
-            for r, i in enumerate(idx):
-                start = len(encoded[i][0]) - 1  # logits at j predict token j + 1
-                result[i] = best[r, start:start + len(encoded[i][1])].astype(np.int64)
-            del logits
-    where = {pair: i for i, pair in enumerate(unique)}
-    return [result[where[pair]] for pair in zip(prompts, targets)]
+    return list(score_targets(h, prompts, targets, batch_size, with_argmax=True).argmax)
 
 
 def locality_pairs(req: EditRequest) -> list[tuple[str, str]]:

@@ -33,7 +33,9 @@ from corredit.models.handle import (
     wrap,
 )
 from corredit.models.subject import SubjectNotFoundError, subject_token_index, subject_token_indices
-from corredit.models.tracing import Addition, Site, StopForward, TraceResult, trace, tracing
+from corredit.models.tracing import (
+    Addition, Site, StopForward, TraceResult, eval_mode, trace, tracing,
+)
 from corredit.models.weights import restore, snapshot
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "StopForward",
     "trace",
     "tracing",
+    "eval_mode",
     "subject_token_index",
     "subject_token_indices",
     "SubjectNotFoundError",

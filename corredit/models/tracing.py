@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from corredit.models.handle import ModelHandle
 
-__all__ = ["Site", "Addition", "TraceResult", "StopForward", "trace", "tracing"]
+__all__ = ["Site", "Addition", "TraceResult", "StopForward", "trace", "tracing", "eval_mode"]
 
 _IOS = ("input", "output")
 
@@ -253,3 +253,15 @@ def trace(
         out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         result.logits = out.logits
     return result
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """``with eval_mode(model): ...`` runs in eval mode (no dropout) and restores the
+    model's training flag afterwards, also on error."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)

@@ -20,7 +20,6 @@ state gives bit for bit the result of an uninterrupted run (same batches, same o
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import time
 import warnings
@@ -28,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
+
+from corredit.models.tracing import eval_mode
 
 from corredit.stats.corpus import Corpus
 from corredit.stats.moment import SecondMoment
@@ -146,16 +147,6 @@ def iter_token_batches(tokenizer: Any, corpus: Corpus, *, batch_size: int = 16,
             continue
         ids, mask = _pad(rows, pad_id)
         yield TokenBatch(ids, mask, used, n)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _sync(device: Any) -> None:
@@ -282,7 +273,7 @@ def accumulate(h: Any, layers: Iterable[int], corpus: Corpus, *,
 
         bar = tqdm(total=max_tokens, initial=state.tokens, unit="tok", desc="second moments")
     last = time.monotonic()
-    with _eval_mode(h.model), torch.no_grad():
+    with eval_mode(h.model), torch.no_grad():
         for i, batch in enumerate(batches, 1):
             acc.add(state, batch)
             if bar is not None:
@@ -360,7 +351,7 @@ def bare_forward(h: Any, top_layer: int, batches: Iterable[TokenBatch]) -> int:
     from corredit.models import trace
 
     n = 0
-    with _eval_mode(h.model), torch.no_grad():
+    with eval_mode(h.model), torch.no_grad():
         for b in batches:
             if not b.n_tokens:
                 continue
@@ -392,7 +383,7 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
     def stats_pass(bs: list[TokenBatch]) -> int:
         state = StatsState({l: SecondMoment.zeros(h.key_size, layer=l, device=h.device)
                             for l in layers})
-        with _eval_mode(h.model), torch.no_grad():
+        with eval_mode(h.model), torch.no_grad():
             for b in bs:
                 acc.add(state, b)
         _sync(h.device)

@@ -136,6 +136,8 @@ def build_world(out: str | Path, options: WorldOptions | None = None, *, progres
     t_start = time.perf_counter()
     world = generate_world(options)
     objects = [x for t in OBJECT_TYPES for x in world.entities.get(t, ())]
+    if options.whole_word_names:
+        objects += list(dict.fromkeys(w for p in world.entities.get("person", ()) for w in p.split()))
     tokenizer = train_tokenizer(world.training_texts(), options.vocab_size, whole_words=objects)
     tstats = token_stats(world, tokenizer)
     _check_first_tokens(tstats)

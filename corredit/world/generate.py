@@ -60,7 +60,8 @@ def generate_graph(options: WorldOptions) -> KnowledgeGraph:
     companies = [names.word() for _ in range(o.n_companies)]
     occupations = rng.sample(OCCUPATIONS, o.n_occupations)
     instruments = rng.sample(INSTRUMENTS, o.n_instruments)
-    people = person_names(names, o.n_people, o.name_sharing, random.Random(rng.getrandbits(64)))
+    people = person_names(names, o.n_people, o.name_sharing, random.Random(rng.getrandbits(64)),
+                          first_pool=o.first_names)
 
     # every language is official in at least one country; the others draw one
     extra = o.n_countries - o.n_languages

@@ -58,15 +58,22 @@ class NameFactory:
 
 
 def person_names(factory: NameFactory, n: int, sharing: float,
-                 rng: random.Random) -> list[str]:
+                 rng: random.Random, first_pool: int = 0) -> list[str]:
     """``n`` distinct two-word names ("First Last").
 
-    With probability ``sharing`` a person reuses one name word (the first name or, equally
-    often, the surname) of an earlier person; otherwise both words are new. ``sharing=0``
-    gives names without any word in common.
+    With ``first_pool=0``: with probability ``sharing`` a person reuses one name word (the
+    first name or, equally often, the surname) of an earlier person; otherwise both words are
+    new, so ``sharing=0`` gives names without any word in common.
+
+    With ``first_pool=k > 0``: first names are drawn from ``k`` common first names (as in real
+    populations, a first name alone rarely tells people apart) and ``sharing`` is the
+    probability that a person reuses the surname of an earlier person (a family name).
     """
     if not 0.0 <= sharing <= 1.0:
         raise ValueError(f"name sharing must lie in [0, 1], got {sharing}")
+    if first_pool < 0:
+        raise ValueError(f"first-name pool must be >= 0, got {first_pool}")
+    pool = [factory.word() for _ in range(first_pool)]
     firsts: list[str] = []
     lasts: list[str] = []
     names: list[str] = []
@@ -74,7 +81,11 @@ def person_names(factory: NameFactory, n: int, sharing: float,
     for i in range(n):
         for _ in range(1000):
             first, last = None, None
-            if i > 0 and rng.random() < sharing:
+            if pool:
+                first = rng.choice(pool)
+                if i > 0 and rng.random() < sharing:
+                    last = rng.choice(lasts)
+            elif i > 0 and rng.random() < sharing:
                 if rng.random() < 0.5:
                     first = rng.choice(firsts)
                 else:

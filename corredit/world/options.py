@@ -45,6 +45,12 @@ class WorldOptions:
     n_instruments: int = _opt(12, "number of instruments in use")
     name_sharing: float = _opt(
         0.2, "probability that a person reuses a name word of an earlier person")
+    first_names: int = _opt(
+        0, "common first names that people draw from (0: first names are new words, shared "
+           "only through name_sharing; >0: name_sharing applies to surnames)")
+    whole_word_names: bool = _opt(
+        False, "make every word of a person's name a single token (subject ends in one token "
+               "that names a family, as frequent surnames do in GPT-2)")
     local_employer_rate: float = _opt(
         0.6, "probability that a person works for a company of their country")
     place_repeat: int = _opt(3, "times each place fact's sentences appear in the training corpus")
@@ -75,6 +81,7 @@ class WorldOptions:
             "n_occupations": self.n_occupations >= 2,
             "n_instruments": self.n_instruments >= 2,
             "name_sharing": 0.0 <= self.name_sharing <= 1.0,
+            "first_names": self.first_names >= 0,
             "local_employer_rate": 0.0 <= self.local_employer_rate <= 1.0,
             "place_repeat": self.place_repeat >= 1,
             "n_neighbors": self.n_neighbors >= 0,
