@@ -23,16 +23,9 @@ from typing import Sequence
 def distinct_subject_sample(w, n, seed=0):
     """``n`` requests with distinct subjects, drawn at random over all relations (the
     sample of the world tests)."""
-    import random
+    from corredit.world import distinct_subjects
 
-    pool = w.requests(seed=seed)
-    random.Random(f"distinct-subjects:{seed}").shuffle(pool)
-    seen, out = set(), []
-    for r in pool:
-        if r.subject not in seen:
-            seen.add(r.subject)
-            out.append(r)
-    return out[:n]
+    return distinct_subjects(w.requests(seed=seed), n, seed=seed)
 
 
 def _timed(fn):

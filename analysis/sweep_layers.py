@@ -26,27 +26,18 @@ import random
 import time
 from typing import Sequence
 
+from corredit.world import distinct_subjects
+
 
 def validation_requests(w, seed: int, test_seed: int = 0, n_test_rome: int = 120, n_test_memit: int = 64):
     """Requests (seed ``seed``) whose facts and subjects the world tests do not use."""
     test_rome = w.requests(n=n_test_rome, seed=test_seed)
-    pool = w.requests(seed=test_seed)
-    random.Random(f"distinct-subjects:{test_seed}").shuffle(pool)
-    test_memit = distinct_subjects(pool, n_test_memit)
+    test_memit = distinct_subjects(w.requests(seed=test_seed), n_test_memit, seed=test_seed)
     test_ids = {r.case_id for r in test_rome + test_memit}
     test_subjects = {r.subject for r in test_rome + test_memit}
     pool = [r for r in w.requests(seed=seed) if r.case_id not in test_ids and r.subject not in test_subjects]
     random.Random(f"sweep:{seed}").shuffle(pool)
     return pool
-
-
-def distinct_subjects(requests, n):
-    seen, out = set(), []
-    for r in requests:
-        if r.subject not in seen:
-            seen.add(r.subject)
-            out.append(r)
-    return out[:n]
 
 
 def score_rome(h, reqs, moments, hparams):

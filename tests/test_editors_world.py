@@ -12,6 +12,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from corredit.world import distinct_subjects
+
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 STATS_TOKENS = 20_000
@@ -50,16 +52,7 @@ def world():
 
 def distinct_subject_sample(w, n, seed=0):
     """``n`` requests with distinct subjects, drawn at random over all relations."""
-    import random
-
-    pool = w.requests(seed=seed)
-    random.Random(f"distinct-subjects:{seed}").shuffle(pool)
-    seen, out = set(), []
-    for r in pool:
-        if r.subject not in seen:
-            seen.add(r.subject)
-            out.append(r)
-    return out[:n]
+    return distinct_subjects(w.requests(seed=seed), n, seed=seed)
 
 
 def rome_single_edits(w, h, moments, n, seed=0):

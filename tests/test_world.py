@@ -23,6 +23,7 @@ from corredit.world import (
     recall_report,
 )
 from corredit.world.generate import generate_graph
+from corredit.world import distinct_subjects
 from corredit.world.names import NameFactory, person_names, shared_name_share
 from corredit.world.paths import shipped_world_dir
 
@@ -189,6 +190,16 @@ def test_request_filters_and_seeds(small):
         small.requests(["nope"])
 
 
+def test_distinct_subjects_sample_never_repeats_a_subject(small):
+    reqs = small.requests(seed=0)
+    picked = distinct_subjects(reqs, 20, seed=1)
+    assert len(picked) == 20 and len({r.subject for r in picked}) == 20
+    assert picked == distinct_subjects(reqs, 20, seed=1)
+    assert picked != distinct_subjects(reqs, 20, seed=2)
+    unshuffled = distinct_subjects(reqs)
+    assert [r.subject for r in unshuffled] == list(dict.fromkeys(r.subject for r in reqs))
+
+
 # corpus --------------------------------------------------------------------------------
 
 def test_corpus_holds_every_fact_in_every_phrasing(small):
@@ -205,6 +216,22 @@ def test_corpus_holds_every_fact_in_every_phrasing(small):
     assert snips and all(city in s for s in snips)
     with pytest.raises(KeyError):
         small.snippets(small.entities["person"][0])
+
+
+def test_fact_lists_name_each_subject_once_and_list_all_its_facts(small):
+    listed = generate_world(replace(SMALL, fact_lists=2))
+    base = small.training_texts()
+    assert listed.training_texts()[:len(base)] == base
+    extra = listed.training_texts()[len(base):]
+    subjects = list(dict.fromkeys(f.subject for f in small.facts))
+    assert len(extra) == 2 * len(subjects)
+    person = small.entities["person"][0]
+    texts = [t for t in extra if t.startswith(person + " ")]
+    assert len(texts) == 2 and texts[0] != texts[1]          # two random orders
+    for t in texts:
+        assert t.count(person) == 1
+        assert all(f" {f.object}" in t for f in small.facts if f.subject == person)
+    assert generate_world(SMALL).training_texts() == small.training_texts()  # off by default
 
 
 # the shipped default world -------------------------------------------------------------

@@ -18,23 +18,15 @@ from typing import Sequence
 
 import torch
 
+from corredit.models.subject import prompt_token_ids
+
 __all__ = ["prompt_ids", "target_ids", "pack", "Packed", "subject_position", "target_logprobs",
            "token_chunks"]
 
 
 def prompt_ids(tokenizer, text: str) -> list[int]:
-    """Token ids of a prompt as the model sees it: leading special tokens (a BOS) kept,
-    special tokens the tokenizer appends (an EOS) dropped, so that positions agree with
-    ``tokenizer(text)["input_ids"]`` up to the prompt's end."""
-    full = list(tokenizer(text)["input_ids"])
-    plain = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    if not plain:
-        return full
-    n = len(plain)
-    for start in range(0, len(full) - n + 1):
-        if full[start:start + n] == plain:
-            return full[: start + n]
-    return full
+    """Token ids of a prompt as the model sees it (:func:`corredit.models.prompt_token_ids`)."""
+    return prompt_token_ids(tokenizer, text)
 
 
 def target_ids(tokenizer, target: str) -> list[int]:

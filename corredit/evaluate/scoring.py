@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from corredit.models.subject import prompt_token_ids
 from corredit.models.tracing import eval_mode
 
 __all__ = [
@@ -51,16 +52,9 @@ class TargetScores:
 
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     """Token ids of ``prompt`` with the tokenizer's leading special tokens (a BOS) kept
-    and any special tokens it appends (an EOS) dropped."""
-    plain = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-    full = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
-    if not plain:
-        return full
-    n = len(plain)
-    for start in range(0, len(full) - n + 1):
-        if full[start:start + n] == plain:
-            return full[: start + n]
-    return full
+    and any special tokens it appends (an EOS) dropped
+    (:func:`corredit.models.prompt_token_ids`)."""
+    return prompt_token_ids(tokenizer, prompt)
 
 
 def adds_word_prefix(tokenizer: Any) -> bool:

@@ -32,7 +32,9 @@ from corredit.models.handle import (
     register_model_alias,
     wrap,
 )
-from corredit.models.subject import SubjectNotFoundError, subject_token_index, subject_token_indices
+from corredit.models.subject import (
+    SubjectNotFoundError, prompt_token_ids, subject_token_index, subject_token_indices,
+)
 from corredit.models.tracing import (
     Addition, Site, StopForward, TraceResult, eval_mode, trace, tracing,
 )
@@ -62,6 +64,7 @@ __all__ = [
     "eval_mode",
     "subject_token_index",
     "subject_token_indices",
+    "prompt_token_ids",
     "SubjectNotFoundError",
     "snapshot",
     "restore",

@@ -18,7 +18,22 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-__all__ = ["SubjectNotFoundError", "subject_token_index", "subject_token_indices"]
+__all__ = ["SubjectNotFoundError", "subject_token_index", "subject_token_indices", "prompt_token_ids"]
+
+
+def prompt_token_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """Token ids of ``prompt`` as the model sees it: leading special tokens (a BOS) kept,
+    special tokens the tokenizer appends (an EOS) dropped, so that positions agree with
+    ``tokenizer(prompt)["input_ids"]`` (and :func:`subject_token_index`) up to its end."""
+    full = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+    plain = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    if not plain:
+        return full
+    n = len(plain)
+    for start in range(0, len(full) - n + 1):
+        if full[start:start + n] == plain:
+            return full[: start + n]
+    return full
 
 
 class SubjectNotFoundError(ValueError):

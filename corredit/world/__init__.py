@@ -27,6 +27,7 @@ from corredit.world.measure import first_token_hits, recall_report
 from corredit.world.options import WorldOptions
 from corredit.world.paths import default_model_dir, default_world_dir
 from corredit.world.world import World, generate_world, is_world_dir, read_world
+from corredit.world.requests import distinct_subjects
 
 __all__ = [
     "World",
@@ -44,6 +45,7 @@ __all__ = [
     "first_token_hits",
     "recall_report",
     "RECALL_GATES",
+    "distinct_subjects",
 ]
 
 

@@ -105,12 +105,28 @@ def _snippets(graph: KnowledgeGraph) -> dict[str, tuple[str, ...]]:
     return {o: tuple(dict.fromkeys(s)) for o, s in about.items()}
 
 
-def render_corpus(graph: KnowledgeGraph, seed: int = 0, place_repeat: int = 1) -> Corpus:
+def _fact_list(graph: KnowledgeGraph, subject: str, rng: random.Random) -> str:
+    """``subject`` named once, then all its facts in a random order and random
+    subject-first phrasings: "X was born in A, works for B, ... and plays the C."."""
+    facts = [f for f in graph.facts if f.subject == subject]
+    rng.shuffle(facts)
+    clauses = []
+    for f in facts:
+        rel = graph.relations[f.relation]
+        template = rel.phrasings[rng.choice(rel.subject_first_indices)]
+        clauses.append(f"{template.format('').strip()} {f.object}")
+    return f"{subject} {_join(clauses)}."
+
+
+def render_corpus(graph: KnowledgeGraph, seed: int = 0, place_repeat: int = 1,
+                  fact_lists: int = 0) -> Corpus:
     """All texts of ``graph``; ``seed`` decides frame choices and orders.
 
     The training corpus holds the sentences of facts about places (subjects that are no
     person: cities, companies, countries) ``place_repeat`` times: there are few of them,
-    and each is otherwise seen as rarely as one fact of one person.
+    and each is otherwise seen as rarely as one fact of one person. ``fact_lists`` texts per
+    subject name it once and list all its facts in a random order, so that a fact is asked
+    for at varying distances from the name.
     """
     rng = random.Random(seed)
     people = list(graph.entities.get("person", ()))
@@ -129,6 +145,10 @@ def render_corpus(graph: KnowledgeGraph, seed: int = 0, place_repeat: int = 1) -
     bio_pairs = [" ".join(bios[j] for j in paired[i:i + 2]) for i in range(0, len(paired), 2)]
     places = _place_texts(graph, _TRAIN_COUNTRY, _TRAIN_COMPANY)
     training = tuple(sentences + place_sentences * (place_repeat - 1) + bio_pairs + places)
+    if fact_lists:
+        lrng = random.Random(f"fact-lists:{seed}")
+        subjects = list(dict.fromkeys(f.subject for f in graph.facts))
+        training += tuple(_fact_list(graph, s, lrng) for _ in range(fact_lists) for s in subjects)
 
     shuffled = list(sentences)
     rng.shuffle(shuffled)

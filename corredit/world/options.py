@@ -54,6 +54,9 @@ class WorldOptions:
     local_employer_rate: float = _opt(
         0.6, "probability that a person works for a company of their country")
     place_repeat: int = _opt(3, "times each place fact's sentences appear in the training corpus")
+    fact_lists: int = _opt(
+        0, "training texts per subject that name it once and then list all its facts in a "
+           "random order (facts asked for at varying distances from the name)")
     # requests
     n_neighbors: int = _opt(10, "neighbourhood prompts per request (at most)")
     # tokenizer
@@ -84,6 +87,7 @@ class WorldOptions:
             "first_names": self.first_names >= 0,
             "local_employer_rate": 0.0 <= self.local_employer_rate <= 1.0,
             "place_repeat": self.place_repeat >= 1,
+            "fact_lists": self.fact_lists >= 0,
             "n_neighbors": self.n_neighbors >= 0,
             "vocab_size": self.vocab_size >= 300,
             "n_layer": self.n_layer >= 1,

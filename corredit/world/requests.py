@@ -26,7 +26,7 @@ from corredit.types import EditRequest, LocalityPrompt, MultiHopQuestion
 from corredit.world.graph import Fact, KnowledgeGraph
 from corredit.world.schema import DEPENDENT_GROUPS
 
-__all__ = ["make_requests", "request_for_fact"]
+__all__ = ["make_requests", "request_for_fact", "distinct_subjects"]
 
 
 def _dependent(relation: str) -> set[str]:
@@ -155,3 +155,22 @@ def make_requests(graph: KnowledgeGraph, *, relations: Iterable[str] | str | Non
 
 def _sequence(x: Iterable[str] | str) -> tuple[str, ...]:
     return (x,) if isinstance(x, str) else tuple(x)
+
+
+def distinct_subjects(requests: Iterable[EditRequest], n: int | None = None, *,
+                      seed: int | None = None) -> list[EditRequest]:
+    """The first request of each subject (at most ``n``), after a seeded shuffle when
+    ``seed`` is given: a batch in which no two edits share a subject.
+
+    Example: ``distinct_subjects(world.requests(seed=0), 64, seed=0)``.
+    """
+    pool = list(requests)
+    if seed is not None:
+        random.Random(f"distinct-subjects:{seed}").shuffle(pool)
+    seen: set[str] = set()
+    out = []
+    for r in pool:
+        if r.subject not in seen:
+            seen.add(r.subject)
+            out.append(r)
+    return out if n is None else out[:n]

@@ -188,7 +188,8 @@ def generate_world(options: WorldOptions | None = None) -> World:
     options = options or WorldOptions()
     graph = generate_graph(options)
     return World(graph, options, render_corpus(graph, seed=options.seed,
-                                              place_repeat=options.place_repeat))
+                                              place_repeat=options.place_repeat,
+                                              fact_lists=options.fact_lists))
 
 
 def is_world_dir(path: str | Path, with_model: bool = True) -> bool:
