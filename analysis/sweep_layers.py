@@ -11,7 +11,8 @@ token can flip (the ceiling of every editor keyed there). ROME: every layer, the
 coordinate steps over the KL weight, the number of steps and the clamp, ``--n-rome``
 independent single edits each (from the unedited model). MEMIT: every contiguous window of
 1-3 layers, then lambda, clamp, KL weight and steps, one batch of ``--n-memit`` distinct
-subjects each. ``v_lr`` is 5 throughout: the reference 0.5 moves Adam too little for this
+subjects each. FT-L: every layer, then learning rate, L-infinity box and steps, on the
+same batch. ``v_lr`` is 5 throughout: the reference 0.5 moves Adam too little for this
 model's value norms (30-90) within 20 steps. Requests are a
 validation sample disjoint from the cases the world tests use (their case ids and their
 subjects are excluded). Score: S = harmonic mean of ES, PS and NS (probability suite);
@@ -51,11 +52,12 @@ def score_rome(h, reqs, moments, hparams):
     return summarize_probability(pd.concat(frames, ignore_index=True))
 
 
-def score_memit(h, reqs, moments, hparams):
+def score_memit(h, reqs, moments, hparams, editor="memit"):
+    """Summary of one batch edit of ``reqs`` (MEMIT, or ``editor``, e.g. "ft-l")."""
     from corredit.editors import get_editor
     from corredit.evaluate import score_probability, summarize_probability
 
-    ed = get_editor("memit")(hparams)
+    ed = get_editor(editor)(hparams)
     ed.apply(h, reqs, stats=moments)
     try:
         return summarize_probability(score_probability(h, reqs))
@@ -123,16 +125,17 @@ def coordinate_sweep(kind, score, base: dict, stages: list[tuple[str, list]]) ->
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--editor", choices=["capacity", "rome", "memit", "all"], default="all")
+    parser.add_argument("--editor", choices=["capacity", "rome", "memit", "ft", "all"], default="all")
     parser.add_argument("--n-capacity", type=int, default=100)
     parser.add_argument("--n-rome", type=int, default=60)
-    parser.add_argument("--n-memit", type=int, default=64)
+    parser.add_argument("--n-memit", type=int, default=64, help="batch size of MEMIT and FT-L")
     parser.add_argument("--stats-tokens", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--world", default=None, help="world folder (default: the embedded world)")
     parser.add_argument("--json", default=None, help="write all rows to this file")
     parser.add_argument("--rome-start", default=None, help="JSON knobs to start ROME's stages from")
     parser.add_argument("--memit-start", default=None, help="JSON knobs to start MEMIT's stages from")
+    parser.add_argument("--ft-start", default=None, help="JSON knobs to start FT-L's stages from")
     parser.add_argument("--stages", nargs="*", default=None,
                         help="run only these stages (knob names), e.g. context_templates")
     args = parser.parse_args(argv)
@@ -189,7 +192,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             ("context_templates", [[[10, 1]], []]),
             ("layers", [[0], [0, 1], [0, 1, 2]]),
         ]))
-    for kind in ("rome", "memit"):
+    if args.editor in ("ft", "all"):
+        reqs = distinct_subjects(pool, args.n_memit)
+        start = json.loads(args.ft_start) if args.ft_start else {}
+        rows += coordinate_sweep("ft-l", lambda k: score_memit(h, reqs, None, k, editor="ft-l"), start, keep([
+            ("layer", list(range(h.n_layers))),
+            ("lr", [5e-4, 5e-3, 5e-2]),
+            ("norm_constraint", [5e-4, 5e-3, 5e-2]),
+            ("num_steps", [25, 50]),
+        ]))
+    for kind in ("rome", "memit", "ft-l"):
         sel = [r for r in rows if r["editor"] == kind]
         if sel:
             print(f"best {kind}: {json.dumps(max(sel, key=lambda r: r['S']))}")

@@ -140,6 +140,24 @@ def test_name_sharing_option_reaches_the_world():
     assert lo == 0.0 and hi > 0.5
 
 
+def test_first_name_pool_shares_first_names_and_name_sharing_moves_to_surnames():
+    names = person_names(NameFactory(random.Random(0)), 200, 0.0, random.Random(1), first_pool=10)
+    assert len(set(names)) == 200
+    assert len({n.split()[0] for n in names}) <= 10
+    assert len({n.split()[1] for n in names}) == 200            # no family names shared
+    families = person_names(NameFactory(random.Random(0)), 200, 0.5, random.Random(1), first_pool=10)
+    assert len({n.split()[1] for n in families}) < 150
+    with pytest.raises(ValueError, match="first-name pool"):
+        person_names(NameFactory(random.Random(0)), 5, 0.0, random.Random(1), first_pool=-1)
+
+
+def test_whole_word_names_make_each_name_word_one_token(tmp_path):
+    opts = replace(TINY, whole_word_names=True, first_names=3)
+    w = build_world(tmp_path / "w", opts, progress=False)
+    assert w.report["tokens"]["person_tokens_mean"] == pytest.approx(2.0)
+    assert len({p.split()[0] for p in w.entities["person"]}) <= 3
+
+
 # requests ------------------------------------------------------------------------------
 
 def test_requests_targets_neighbours_paraphrases_and_phrasing_record(small):
