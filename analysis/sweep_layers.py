@@ -65,19 +65,17 @@ def score_memit(h, reqs, moments, hparams, editor="memit"):
         ed.restore(h)
 
 
-def capacity(h, reqs, layer, steps=60, site=None):
+def capacity(h, reqs, layer, steps=60):
     """Share of cases whose new target beats the true one on the bare rewrite prompt when an
     unconstrained vector (no clamp, KL or decay) is added to the MLP output at the subject's
-    last token of ``layer``: the ceiling of any editor that writes a value at that key.
-    ``site`` overrides where the vector is added (e.g. ``Site("block", 0, "input")``: the
-    token's embedding, before any layer)."""
+    last token of ``layer``: the ceiling of any editor that writes a value at that key."""
     import torch
 
     from corredit.editors import RomeHParams, ValueOptimizer, units_from_requests
     from corredit.editors.sequences import pack, prompt_ids, subject_position, target_ids
     from corredit.models import Addition, Site, trace
 
-    site = site or Site("mlp_out", layer, "output")
+    site = Site("mlp_out", layer, "output")
     hp = RomeHParams(layer=layer, v_lr=5.0, kl_factor=0.0, v_weight_decay=0.0, clamp_norm_factor=1e6,
                      v_num_grad_steps=steps, v_stop_loss=0.0)
     res = ValueOptimizer(h, [site], hp).optimize(units_from_requests(reqs, ["{}"]))
@@ -157,13 +155,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     pool = validation_requests(w, args.seed)
     rows: list[dict] = []
     if args.editor in ("capacity", "all"):
-        from corredit.models import Site
-
         reqs = pool[:args.n_capacity]
-        for layer in ["embedding", *range(h.n_layers)]:
+        for layer in range(h.n_layers):
             t0 = time.perf_counter()
-            wins = capacity(h, reqs, 0, site=Site("block", 0, "input")) if layer == "embedding" \
-                else capacity(h, reqs, layer)
+            wins = capacity(h, reqs, layer)
             by_rel: dict = {}
             for r, win in zip(reqs, wins):
                 by_rel.setdefault(r.relation_id, []).append(win)

@@ -95,9 +95,12 @@ def _meet_or_explain(summary, target: float, why: str) -> None:
 
 CEILING = ("on this world model a value written at the subject's last token cannot flip "
            "about 7% of facts even unconstrained (ES ceiling 93% at layer 0, 90-92% at layers "
-           "1-2; 'plays' 58-75%, 'employer' 81-87%; analysis/sweep_layers.py --editor capacity), "
-           "and 52% of subjects share their last token with another subject, whose whitened "
-           "keys then overlap (cosine ~0.45 vs ~0.05), so edits leak between subjects")
+           "1-2; 'plays' 58-75%, 'employer' 81-88%; analysis/sweep_layers.py --editor capacity): "
+           "the prompt's later positions read the name's tokens themselves, so FT-L, which "
+           "changes layer 0 at every position, reaches ES 100 while no key at the subject's "
+           "last token can; and 52% of subjects share their last token with another subject, "
+           "whose whitened keys then overlap (cosine ~0.45 vs ~0.05), so edits leak between "
+           "subjects")
 
 
 def test_rome_world_small(world):

@@ -380,7 +380,7 @@ def binned_scores(df: pd.DataFrame, measure: str, *, metrics: Sequence[str] = SC
 
 def retention_curve(df: pd.DataFrame, *, metric: str = "ES",
                     by: Sequence[str] = ("editor", "scheduler", "batch_size"),
-                    max_points: int = 50, n_boot: int = 200, ci: float = 0.95,
+                    max_points: int = 12, n_boot: int = 200, ci: float = 0.95,
                     seed: int = 0) -> pd.DataFrame:
     """Score x100 of earlier edits against their age (``step - batch``) in sequential
     trials: columns ``*by, age, n, mean, lo, hi``.

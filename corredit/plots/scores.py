@@ -133,7 +133,7 @@ def plot_scheduler_comparison(df: pd.DataFrame, *, metric: str = "ES",
 
 def plot_retention(df: pd.DataFrame, *, metric: str = "ES",
                    by: Sequence[str] = ("editor", "scheduler", "batch_size"),
-                   max_points: int = 50, n_boot: int = 200, ci: float = 0.95, seed: int = 0,
+                   max_points: int = 12, n_boot: int = 200, ci: float = 0.95, seed: int = 0,
                    legend: bool = True, ax: Any = None) -> Any:
     """Retention: mean ``metric`` x100 of earlier edits against their age (batches applied
     since), one line with a bootstrap band per group of ``by``.
