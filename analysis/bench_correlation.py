@@ -139,7 +139,8 @@ def text_embeddings() -> list[tuple[str, Callable[[], Any]]]:
 def world_model_embeddings() -> list[tuple[str, Callable[[], Any]]]:
     """(name, factory) of the model embeddings on the world: hidden states at the editor's
     first MEMIT layer and at the middle layer, and MEMIT's raw and whitened keys."""
-    from corredit.embed import EngineKeys, make_embedder
+    from corredit.editors import EngineKeys
+    from corredit.embed import make_embedder
     from corredit.models import load
     from corredit.stats import StatsCache, TextsCorpus
     from corredit.embed.cache import default_cache_dir

@@ -11,10 +11,14 @@ Usage::
 
     SCHEDULERS.get("random")        # the function
     SCHEDULERS.names()              # ['random']
+
+    # an entry living in a later package, imported on first use (keeps dependencies one-way)
+    EMBEDDERS.provide("editor_key", "corredit.editors.key_embedding")
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Generic, Iterator, TypeVar
 
 __all__ = ["Registry", "UnknownNameError"]
@@ -36,6 +40,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.hint = hint
         self._entries: dict[str, T] = {}
+        self._providers: dict[str, str] = {}
 
     def register(self, name: str, *, replace: bool = False) -> Callable[[T], T]:
         """Decorator registering an object under ``name``; refuses a second entry
@@ -53,26 +58,37 @@ class Registry(Generic[T]):
             raise ValueError(f"a {self.kind} named {name!r} is already registered")
         self._entries[name] = obj
 
+    def provide(self, name: str, module: str) -> None:
+        """Declare that importing ``module`` registers ``name``: the module is imported the
+        first time ``name`` is asked for (an entry defined in a package that depends on
+        this one, without an import in the other direction)."""
+        self._providers[name] = module
+
     def get(self, name: str) -> T:
         """The object registered as ``name``; the error lists the known names."""
+        if name not in self._entries and name in self._providers:
+            importlib.import_module(self._providers[name])
+            if name not in self._entries:
+                raise RuntimeError(f"module {self._providers[name]!r} was to register the "
+                                   f"{self.kind} {name!r} but did not")
         try:
             return self._entries[name]
         except KeyError:
-            known = ", ".join(sorted(self._entries)) or "(none)"
+            known = ", ".join(self.names()) or "(none)"
             msg = f"unknown {self.kind} {name!r}; known: {known}"
             if self.hint:
                 msg += f". {self.hint}"
             raise UnknownNameError(msg) from None
 
     def names(self) -> list[str]:
-        """Registered names, sorted."""
-        return sorted(self._entries)
+        """Registered names (with those a provider will register), sorted."""
+        return sorted(set(self._entries) | set(self._providers))
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._providers
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.names())

@@ -50,9 +50,31 @@ def test_field_texts_show_the_part_asked_for():
 
 
 def test_registry_holds_every_embedder_and_names_unknown_ones():
-    assert {"tfidf", "minilm", "hidden"} <= set(EMBEDDERS.names())
+    assert {"tfidf", "minilm", "hidden", "editor_key", "whitened_key"} <= set(EMBEDDERS.names())
     with pytest.raises(KeyError, match="unknown embedder 'nope'; known: .*tfidf"):
         make_embedder("nope")
+
+
+def test_embed_does_not_import_the_editors_until_an_editor_key_is_asked_for():
+    import subprocess
+    import sys
+
+    code = ("import sys, corredit.embed as E; E.make_embedder('tfidf', field='subject'); "
+            "before = 'corredit.editors' in sys.modules; "
+            "cls = E.EMBEDDERS.get('whitened_key'); "
+            "print(before, 'corredit.editors' in sys.modules, cls.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "corredit.editors.key_embedding"]
+
+
+def test_registry_provider_must_register_the_name():
+    from corredit.registry import Registry
+
+    reg = Registry("thing")
+    reg.provide("later", "corredit.types")          # imports fine, registers nothing
+    assert "later" in reg and reg.names() == ["later"]
+    with pytest.raises(RuntimeError, match="was to register the thing 'later'"):
+        reg.get("later")
 
 
 @pytest.mark.parametrize("field", ["subject", "relation", "triple"])

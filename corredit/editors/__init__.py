@@ -24,6 +24,7 @@ from corredit.editors.hparams import (
 from corredit.editors.values import MaskedAdam, ValueOptimizer, ValueResult, ValueUnit, units_from_requests
 from corredit.editors import ft, memit, rome  # noqa: F401  (registration)
 from corredit.editors.checks import check_editor
+from corredit.editors.key_embedding import EditorKeyEmbedder, EngineKeys, KeyFunction, WhitenedKeyEmbedder
 
 __all__ = [
     "EDITORS",
@@ -33,6 +34,10 @@ __all__ = [
     "get_editor",
     "register_editor",
     "check_editor",
+    "EditorKeyEmbedder",
+    "WhitenedKeyEmbedder",
+    "EngineKeys",
+    "KeyFunction",
     "HParams",
     "ValueHParams",
     "FTHParams",

@@ -15,12 +15,12 @@ Usage::
 
 Registered embedders: ``tfidf``, ``minilm`` (text); ``hidden`` (model hidden state);
 ``editor_key`` and ``whitened_key`` (an editor's key at its edit layer, raw or
-``C^{-1/2} k``). Each takes ``field`` = ``"subject" | "relation" | "triple"``.
+``C^{-1/2} k``; defined in ``corredit.editors.key_embedding``, which the registry imports
+on first use). Each takes ``field`` = ``"subject" | "relation" | "triple"``.
 """
 
 from corredit.embed.base import EMBEDDERS, Embedder, make_embedder
 from corredit.embed.cache import EmbeddingCache, cache_key, default_cache_dir, embed_requests
-from corredit.embed.editor_keys import EditorKeyEmbedder, EngineKeys, WhitenedKeyEmbedder
 from corredit.embed.fields import FIELDS, field_texts
 from corredit.embed.hidden import HiddenStateEmbedder, model_fingerprint
 from corredit.embed.text import SentenceEncoderEmbedder, TfidfEmbedder, minilm_model_dir
@@ -44,9 +44,6 @@ __all__ = [
     "SentenceEncoderEmbedder",
     "minilm_model_dir",
     "HiddenStateEmbedder",
-    "EditorKeyEmbedder",
-    "WhitenedKeyEmbedder",
-    "EngineKeys",
     "model_fingerprint",
     "EmbeddingCache",
     "embed_requests",
@@ -62,3 +59,6 @@ __all__ = [
     "memit_crosstalk",
     "memit_transfer",
 ]
+
+EMBEDDERS.provide("editor_key", "corredit.editors.key_embedding")
+EMBEDDERS.provide("whitened_key", "corredit.editors.key_embedding")

@@ -2,17 +2,18 @@
 
 Usage::
 
-    from corredit.embed.editor_keys import EditorKeyEmbedder, WhitenedKeyEmbedder
+    from corredit.editors import EditorKeyEmbedder, WhitenedKeyEmbedder
     K = EditorKeyEmbedder(h, editor="memit", seed=0).fit_transform(requests)
     # MEMIT's key at its first edit layer: subject's last token, averaged over the
     # editor's context templates exactly as the editor averages them (float32 (n, d_k))
     W = WhitenedKeyEmbedder(h, second_moment=C, layer=3).fit_transform(requests)
     # rows C^{-1/2} k_i : W[i] @ W[j] == k_i^T C^{-1} k_j
 
-The key comes from the editing engine (``corredit.editors``: the editor's
-hyperparameters, its seeded context templates and its key reader), imported when a key
-is computed, so these embeddings always match what the editor sees. ``key_fn`` replaces
-it with any ``key_fn(handle, requests, layer) -> (n, d_k)``.
+The key comes from the editing engine (the editor's hyperparameters, its seeded context
+templates and its key reader), so these embeddings always match what the editor sees.
+``key_fn`` replaces it with any ``key_fn(handle, requests, layer) -> (n, d_k)``. They
+register as the embedders ``editor_key`` and ``whitened_key`` (``make_embedder`` imports
+this module on first use).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from corredit.editors.base import get_editor
+from corredit.editors.keys import KeyReader
+from corredit.editors.templates import TemplateSampler
 from corredit.embed.base import EMBEDDERS, Embedder, as_float32_rows
 from corredit.embed.hidden import model_fingerprint
 from corredit.embed.whitening import second_moment_matrix, whiten
@@ -40,9 +44,6 @@ class EngineKeys:
 
     def __init__(self, editor: str = "memit", hparams: Mapping[str, Any] | None = None,
                  seed: int = 0) -> None:
-        from corredit.editors import get_editor
-        from corredit.editors.templates import TemplateSampler
-
         self.editor = editor
         self.hparams = dict(hparams or {})
         self.seed = seed
@@ -58,7 +59,6 @@ class EngineKeys:
         return int(self.hparams_for(handle).layers[0])
 
     def __call__(self, handle: Any, requests: Sequence[EditRequest], layer: int) -> np.ndarray:
-        from corredit.editors.keys import KeyReader
         from corredit.models import Site
 
         hp = self.hparams_for(handle)
