@@ -159,6 +159,13 @@ def test_editor_key_equals_the_key_memit_uses(tiny):
     with pytest.raises(ValueError, match="second moment is of layer 1"):
         make_embedder("whitened_key", handle=tiny, editor="memit", hparams=hp,
                       second_moment=stats[1]).fit(reqs)
+    # the {layer: moment} mapping of second_moments: the embedder picks its layer
+    W_map = make_embedder("whitened_key", handle=tiny, editor="memit", hparams=hp, seed=3,
+                          second_moment=stats).fit_transform(reqs)
+    np.testing.assert_array_equal(W_map, W)
+    with pytest.raises(ValueError, match=r"second moments given are of layers \[1\]"):
+        make_embedder("whitened_key", handle=tiny, editor="memit", hparams=hp,
+                      second_moment={1: stats[1]}).fit(reqs)
 
 
 def test_editor_key_refuses_other_fields_and_needs_a_second_moment(tiny):

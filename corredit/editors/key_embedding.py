@@ -153,9 +153,11 @@ class EditorKeyEmbedder(Embedder):
 
 @EMBEDDERS.register("whitened_key")
 class WhitenedKeyEmbedder(EditorKeyEmbedder):
-    """``C^{-1/2} k_i`` with ``C`` the layer's key second moment (an array or a
-    ``SecondMoment``; ``ridge`` adds ``ridge * I``), so that dot products of rows are the
-    whitened inner products ``k_i^T C^{-1} k_j`` that decide editor interference."""
+    """``C^{-1/2} k_i`` with ``C`` the layer's key second moment (an array, a
+    ``SecondMoment``, or the ``{layer: SecondMoment}`` mapping that
+    ``corredit.stats.second_moments`` returns; ``ridge`` adds ``ridge * I``), so that dot
+    products of rows are the whitened inner products ``k_i^T C^{-1} k_j`` that decide
+    editor interference."""
 
     name = "whitened_key"
 
@@ -172,6 +174,13 @@ class WhitenedKeyEmbedder(EditorKeyEmbedder):
         if self.second_moment is None:
             raise ValueError("WhitenedKeyEmbedder needs second_moment= (the layer's C, e.g. "
                              "corredit.stats.second_moments(h, [layer], corpus)[layer])")
+        if isinstance(self.second_moment, Mapping):
+            layer = self.resolved_layer()
+            if layer not in self.second_moment:
+                raise ValueError(f"WhitenedKeyEmbedder: keys are read at layer {layer}, but the "
+                                 f"second moments given are of layers "
+                                 f"{sorted(self.second_moment)}")
+            self.second_moment = self.second_moment[layer]
         m_layer = getattr(self.second_moment, "layer", None)
         if m_layer is not None and int(m_layer) != self.resolved_layer():
             raise ValueError(f"WhitenedKeyEmbedder: the second moment is of layer {m_layer} "
