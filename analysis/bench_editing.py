@@ -93,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     thr = measure_throughput(h, layers, corpus, max_tokens=args.stats_tokens, repeats=2)
     print(f"second moments at layers {layers}: {thr['stats_tokens_per_s']:.0f} tokens/s; bare forward "
           f"to layer {max(layers)}: {thr['forward_tokens_per_s']:.0f} tokens/s ({int(thr['tokens'])} tokens)")
+    mixed = measure_throughput(h, layers, corpus, max_tokens=args.stats_tokens, repeats=2,
+                               precision="mixed")
+    print(f"  precision 'mixed' (float32 products, float64 sums): "
+          f"{mixed['stats_tokens_per_s']:.0f} tokens/s against {mixed['forward_tokens_per_s']:.0f}")
     moments = second_moments(h, range(h.n_layers), corpus, max_tokens=args.stats_tokens, batch_size=32)
 
     # -- edits per second --------------------------------------------------------------
@@ -110,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "reference_templates": ref_value,
         "stats_tokens_per_s": round(thr["stats_tokens_per_s"], 1),
         "forward_tokens_per_s": round(thr["forward_tokens_per_s"], 1),
+        "stats_mixed_tokens_per_s": round(mixed["stats_tokens_per_s"], 1),
+        "forward_tokens_per_s_mixed_run": round(mixed["forward_tokens_per_s"], 1),
         "edits_per_s": {k: round(v, 3) for k, v in rates.items()},
         "torch_threads": torch.get_num_threads(),
     }
