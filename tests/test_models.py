@@ -305,6 +305,22 @@ def test_trace_without_grad_records_detached_values(gpt2):
     assert not res.values[site].requires_grad and not res.logits.requires_grad
 
 
+def test_logits_at_chosen_positions_equal_the_full_logits_there(handle):
+    h = handle
+    b = _batch(h)
+    full = trace(h, b["input_ids"], b["attention_mask"]).logits
+    T = b["input_ids"].shape[1]
+    keep = torch.tensor([[T - 1, 0, 1], [1, 1, T - 2]])
+    some = trace(h, b["input_ids"], b["attention_mask"], logit_positions=keep).logits
+    assert some.shape == (2, 3, full.shape[-1])
+    torch.testing.assert_close(some, full.gather(1, keep[:, :, None].expand(-1, -1, full.shape[-1])),
+                               rtol=1e-5, atol=1e-5)
+    assert _hook_count(h.model) == 0
+    with pytest.raises(ValueError, match="logit_positions must be"):
+        trace(h, b["input_ids"], b["attention_mask"], logit_positions=torch.zeros(3, dtype=torch.long))
+    assert _hook_count(h.model) == 0
+
+
 # -- weights ---------------------------------------------------------------------------
 
 

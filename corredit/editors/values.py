@@ -234,9 +234,24 @@ class ValueOptimizer:
             unit = torch.tensor([rows.unit[i] for i in idx], dtype=torch.long, device=vectors.device)
             add = {s: Addition(pos, vectors[unit, j].to(self.model_dtype))
                    for j, s in enumerate(self.sites)}
+        wanted = [self._logit_positions(rows, i) for i in idx]
+        keep = torch.zeros(len(idx), max(map(len, wanted)), dtype=torch.long)
+        for j, w in enumerate(wanted):
+            keep[j, :len(w)] = torch.tensor(w)
         res = trace(self.h, batch.input_ids, attention_mask=batch.attention_mask,
-                    read=list(self.sites) if read else [], add=add or {}, grad=vectors is not None)
+                    read=list(self.sites) if read else [], add=add or {}, grad=vectors is not None,
+                    logit_positions=keep)
         return res, pos
+
+    @staticmethod
+    def _logit_positions(rows: _Rows, i: int) -> list[int]:
+        """Positions of row ``i`` whose logits the loss reads: every target token of a
+        rewrite row, the subject position of a KL row. ``_terms`` indexes the compact
+        logits ``trace`` returns for them: slot ``k`` of a rewrite row is its ``k``-th
+        target token, slot 0 of a KL row its only position."""
+        if rows.kind[i] == 0:
+            return [rows.tgt_start[i] + k for k in range(len(rows.tgt[i]))]
+        return [rows.tgt_start[i]]
 
     def _terms(self, rows: _Rows, idx: list[int], logits: torch.Tensor, logp0: torch.Tensor,
                kl_slot: dict[int, int], n_units: int):
@@ -252,13 +267,13 @@ class ValueOptimizer:
                 n = len(rows.tgt[i])
                 for k, tid in enumerate(rows.tgt[i]):
                     r_i.append(j)
-                    p_i.append(rows.tgt_start[i] + k)
+                    p_i.append(k)                     # compact slot (see _logit_positions)
                     t_i.append(tid)
                     w_i.append(1.0 / n)
                     u_i.append(rows.unit[i])
             else:
                 k_r.append(j)
-                k_p.append(rows.tgt_start[i])
+                k_p.append(0)
                 k_slot.append(kl_slot[i])
                 k_u.append(rows.unit[i])
         if r_i:
@@ -305,8 +320,8 @@ class ValueOptimizer:
                         for s_j, s in enumerate(self.sites):
                             v0[bare[i], s_j] = res.values[s][j, rows.pos[i]].to(self.dtype)
                     if i in kl_slot:
-                        logp0[kl_slot[i]] = torch.log_softmax(
-                            logits[j, rows.tgt_start[i]].to(self.dtype), dim=-1)
+                        logp0[kl_slot[i]] = torch.log_softmax(   # slot 0: see _logit_positions
+                            logits[j, 0].to(self.dtype), dim=-1)
                 part_nll, _ = self._terms(rows, idx, logits, logp0, kl_slot, n)
                 nll0 += part_nll
         nll0 = nll0 / n_nll

@@ -235,23 +235,45 @@ def trace(
     add: Mapping[Site, Addition] | None = None,
     stop_at_layer: int | None = None,
     grad: bool = False,
+    logit_positions: torch.Tensor | None = None,
 ) -> TraceResult:
     """One forward pass of ``handle.model`` reading ``read`` sites and adding ``add``.
 
     ``stop_at_layer=L`` stops right after block ``L`` (``logits`` is then None).
     ``grad=True`` keeps the autograd graph (values and logits are differentiable in the
     addition vectors); otherwise the pass runs under ``torch.no_grad``.
+    ``logit_positions`` (long, ``(batch, k)``): compute logits only there, so ``logits``
+    is ``(batch, k, vocab)`` with ``logits[i, j]`` the logits at position
+    ``logit_positions[i, j]`` of row ``i`` (the unembedding then costs k positions a row,
+    not the whole sequence).
     """
-    model, _ = _resolve(handle, None)
+    model, adapter = _resolve(handle, None)
     device = getattr(handle, "device", None) or next(model.parameters()).device
     input_ids = input_ids.to(device)
     if attention_mask is not None:
         attention_mask = attention_mask.to(device)
-    with torch.set_grad_enabled(grad), tracing(
-        handle, read=read, add=add, stop_at_layer=stop_at_layer, keep_graph=grad
-    ) as result:
-        out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-        result.logits = out.logits
+    hook = None
+    if logit_positions is not None:
+        if logit_positions.dim() != 2 or logit_positions.shape[0] != input_ids.shape[0]:
+            raise ValueError(f"logit_positions must be (batch, k) with batch {input_ids.shape[0]}, "
+                             f"got shape {tuple(logit_positions.shape)}")
+        index = logit_positions.to(device=device, dtype=torch.long)
+
+        def gather_positions(module, args):
+            hidden = args[0]
+            picked = hidden.gather(1, index[:, :, None].expand(-1, -1, hidden.shape[-1]))
+            return (picked, *args[1:])
+
+        hook = adapter.module(model, "unembed").register_forward_pre_hook(gather_positions)
+    try:
+        with torch.set_grad_enabled(grad), tracing(
+            handle, read=read, add=add, stop_at_layer=stop_at_layer, keep_graph=grad
+        ) as result:
+            out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            result.logits = out.logits
+    finally:
+        if hook is not None:
+            hook.remove()
     return result
 
 
