@@ -14,7 +14,7 @@ would otherwise vanish).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import fields as dataclass_fields
 import json
 import os
@@ -48,34 +48,30 @@ def write_requests(path: str | Path, requests: Iterable[EditRequest]) -> Path:
     return path
 
 
-def _locality(rec: Mapping[str, Any]) -> tuple[LocalityPrompt, ...]:
-    got = rec.get("locality") or []
+def _items(rec: Mapping[str, Any], key: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """``(field name, mapping)`` for each item of the list at ``rec[key]`` (absent: none)."""
+    got = rec.get(key) or []
     if not isinstance(got, list):
-        raise RecordError("locality", WRONG_TYPE, f"expected a list, got {type_name(got)}")
-    out = []
+        raise RecordError(key, WRONG_TYPE, f"expected a list, got {type_name(got)}")
     for i, item in enumerate(got):
-        field = f"locality[{i}]"
-        item = mapping(item, field)
-        out.append(LocalityPrompt(text(item, "prompt", prefix=field),
-                                  text(item, "target", prefix=field, empty_kind=EMPTY_TARGET)))
-    return tuple(out)
+        field = f"{key}[{i}]"
+        yield field, mapping(item, field)
+
+
+def _locality(rec: Mapping[str, Any]) -> tuple[LocalityPrompt, ...]:
+    return tuple(LocalityPrompt(text(item, "prompt", prefix=field),
+                                text(item, "target", prefix=field, empty_kind=EMPTY_TARGET))
+                 for field, item in _items(rec, "locality"))
 
 
 def _multi_hop(rec: Mapping[str, Any]) -> tuple[MultiHopQuestion, ...]:
-    got = rec.get("multi_hop") or []
-    if not isinstance(got, list):
-        raise RecordError("multi_hop", WRONG_TYPE, f"expected a list, got {type_name(got)}")
-    out = []
-    for i, item in enumerate(got):
-        field = f"multi_hop[{i}]"
-        item = mapping(item, field)
-        out.append(MultiHopQuestion(
-            question=text(item, "question", prefix=field),
-            answer=text(item, "answer", prefix=field, empty_kind=EMPTY_TARGET),
-            new_answer=text(item, "new_answer", prefix=field, empty_kind=EMPTY_TARGET),
-            answer_aliases=text_list(item, "answer_aliases", prefix=field),
-            new_answer_aliases=text_list(item, "new_answer_aliases", prefix=field)))
-    return tuple(out)
+    return tuple(MultiHopQuestion(
+        question=text(item, "question", prefix=field),
+        answer=text(item, "answer", prefix=field, empty_kind=EMPTY_TARGET),
+        new_answer=text(item, "new_answer", prefix=field, empty_kind=EMPTY_TARGET),
+        answer_aliases=text_list(item, "answer_aliases", prefix=field),
+        new_answer_aliases=text_list(item, "new_answer_aliases", prefix=field))
+        for field, item in _items(rec, "multi_hop"))
 
 
 def _convert(raw: RawRecord, ctx: FormatContext) -> list[EditRequest]:

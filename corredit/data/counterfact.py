@@ -32,18 +32,18 @@ from pathlib import Path
 from typing import Any
 
 from corredit.data.fields import (
-    build_request, case_id_of, mapping, optional_text, template_from_text, text, text_list,
-    type_name, value, check_template, text_or_list,
+    build_request, case_id_of, mapping, optional_text, prompt_template, text, text_list,
+    text_or_list, type_name, value,
 )
 from corredit.data.formats import DatasetFormat, FormatContext, register_format
 from corredit.data.problems import (
-    EMPTY_TARGET, MISSING_FIELD, SUBJECT_CASE, WRONG_TYPE, RecordError,
+    EMPTY_TARGET, MISSING_FIELD, WRONG_TYPE, RecordError,
 )
 from corredit.data.reading import RawRecord
 from corredit.data.relations import infer_counterfact_relations
 from corredit.types import EditRequest, LocalityPrompt
 
-__all__ = ["target_string", "prompt_template"]
+__all__ = ["target_string"]
 
 
 def target_string(record: Mapping[str, Any], key: str, *, prefix: str | None) -> tuple[str, Any]:
@@ -57,21 +57,6 @@ def target_string(record: Mapping[str, Any], key: str, *, prefix: str | None) ->
         return s, got.get("id")
     raise RecordError(field, WRONG_TYPE,
                       f"expected an object with 'str' or a string, got {type_name(got)}")
-
-
-def prompt_template(record: Mapping[str, Any], key: str, subject: str, *,
-                    prefix: str | None, ctx: FormatContext) -> str:
-    """The template at ``record[key]``: kept when it holds ``{}``, else derived from the
-    full prompt by locating the subject."""
-    prompt = text(record, key, prefix=prefix)
-    field = f"{prefix}.{key}" if prefix else key
-    if "{}" in prompt:
-        return check_template(prompt, subject, field=field)
-    template, fixed = template_from_text(prompt, subject, field=field)
-    if fixed:
-        ctx.note(field, SUBJECT_CASE, f"the subject {subject!r} occurs in {prompt!r} only "
-                                      f"with other letter case")
-    return template
 
 
 def _neighbourhood(record: Mapping[str, Any], target_true: str
@@ -173,11 +158,7 @@ def _convert_flat(raw: RawRecord, ctx: FormatContext) -> list[EditRequest]:
     rec = mapping(raw.value, None)
     cid = case_id_of(rec, "case_id") if "case_id" in rec else ctx.generated_id(raw.index)
     subject = text(rec, "subject")
-    prompt = text(rec, "prompt")
-    template, fixed = template_from_text(prompt, subject, field="prompt")
-    if fixed:
-        ctx.note("prompt", SUBJECT_CASE,
-                 f"the subject {subject!r} occurs in {prompt!r} only with other letter case")
+    template = prompt_template(rec, "prompt", subject, prefix=None, ctx=ctx)
     target_new = text(rec, "target_new", empty_kind=EMPTY_TARGET)
     target_true = text(rec, "ground_truth", empty_kind=EMPTY_TARGET)
     rephrase = text_or_list(rec, "rephrase_prompt")

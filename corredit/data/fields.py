@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from corredit.data.problems import (
-    BAD_VALUE, EMPTY_TARGET, MISSING_FIELD, SAME_TARGET, SUBJECT_NOT_IN_PROMPT, WRONG_TYPE,
+    BAD_VALUE, EMPTY_TARGET, MISSING_FIELD, SAME_TARGET, SUBJECT_CASE, SUBJECT_NOT_IN_PROMPT,
+    WRONG_TYPE,
     RecordError,
 )
 from corredit.types import EditRequest, LocalityPrompt, MultiHopQuestion
@@ -28,7 +29,7 @@ from corredit.types import EditRequest, LocalityPrompt, MultiHopQuestion
 __all__ = [
     "mapping", "value", "text", "optional_text", "text_list", "text_or_list", "case_id_of",
     "escape_braces",
-    "template_from_text", "check_template", "build_request", "type_name",
+    "template_from_text", "prompt_template", "check_template", "build_request", "type_name",
 ]
 
 _MISSING = object()
@@ -170,6 +171,22 @@ def template_from_text(prompt: str, subject: str, *, field: str) -> tuple[str, b
         case_fixed = True
     template = (escape_braces(prompt[:i]) + "{}" + escape_braces(prompt[i + len(subject):]))
     return template.strip(), case_fixed
+
+
+def prompt_template(record: Mapping[str, Any], key: str, subject: str, *,
+                    prefix: str | None, ctx: Any) -> str:
+    """The template at ``record[key]``: kept when it holds ``{}``, else derived from the
+    full prompt by locating the subject (:func:`template_from_text`); a subject found only
+    with other letter case is noted on ``ctx`` (the converter's ``FormatContext``)."""
+    prompt = text(record, key, prefix=prefix)
+    field = f"{prefix}.{key}" if prefix else key
+    if "{}" in prompt:
+        return check_template(prompt, subject, field=field)
+    template, fixed = template_from_text(prompt, subject, field=field)
+    if fixed:
+        ctx.note(field, SUBJECT_CASE, f"the subject {subject!r} occurs in {prompt!r} only "
+                                      f"with other letter case")
+    return template
 
 
 def check_template(template: str, subject: str, *, field: str) -> str:

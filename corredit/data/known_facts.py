@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from corredit.data.counterfact import prompt_template
+from corredit.data.fields import prompt_template
 from corredit.data.fields import build_request, case_id_of, mapping, text
 from corredit.data.formats import DatasetFormat, FormatContext, register_format
 from corredit.data.problems import EMPTY_TARGET

@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from corredit.data.counterfact import prompt_template, target_string
+from corredit.data.counterfact import target_string
+from corredit.data.fields import prompt_template
 from corredit.data.fields import (
     build_request, case_id_of, mapping, text, text_list, type_name, value,
 )

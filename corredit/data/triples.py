@@ -31,12 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from corredit.data.fields import (
-    build_request, case_id_of, check_template, mapping, template_from_text, text, text_list,
-    type_name,
+    build_request, case_id_of, mapping, prompt_template, text, text_list, type_name,
 )
 from corredit.data.formats import DatasetFormat, FormatContext, register_format
 from corredit.data.problems import (
-    EMPTY_TARGET, MISSING_FIELD, SUBJECT_CASE, WRONG_TYPE, RecordError,
+    EMPTY_TARGET, MISSING_FIELD, WRONG_TYPE, RecordError,
 )
 from corredit.data.reading import RawRecord
 from corredit.types import EditRequest
@@ -104,14 +103,7 @@ def _convert(raw: RawRecord, ctx: FormatContext) -> list[EditRequest]:
     if prompt_name is None:
         template = "{} " + relation.replace("_", " ").strip()
     else:
-        prompt = text(rec, prompt_name)
-        if "{}" in prompt:
-            template = check_template(prompt, subject, field=prompt_name)
-        else:
-            template, fixed = template_from_text(prompt, subject, field=prompt_name)
-            if fixed:
-                ctx.note(prompt_name, SUBJECT_CASE, f"the subject {subject!r} occurs in "
-                                                    f"{prompt!r} only with other letter case")
+        template = prompt_template(rec, prompt_name, subject, prefix=None, ctx=ctx)
     meta = {k: v for k, v in rec.items()
             if k not in _ALL_NAMES and isinstance(k, str) and v not in (None, "")
             and isinstance(v, (str, int, float, bool))}

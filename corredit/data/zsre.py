@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from corredit.data.fields import (
-    build_request, case_id_of, mapping, optional_text, template_from_text, text, text_list,
+    build_request, case_id_of, mapping, optional_text, prompt_template, text, text_list,
     text_or_list,
 )
 from corredit.data.formats import DatasetFormat, FormatContext, register_format
-from corredit.data.problems import EMPTY_TARGET, SUBJECT_CASE, RecordError
+from corredit.data.problems import EMPTY_TARGET, RecordError
 from corredit.data.reading import RawRecord
 from corredit.types import EditRequest, LocalityPrompt
 
@@ -48,11 +48,7 @@ def _convert(raw: RawRecord, ctx: FormatContext) -> list[EditRequest]:
     rec = mapping(raw.value, None)
     cid = case_id_of(rec, "case_id") if "case_id" in rec else ctx.generated_id(raw.index)
     subject = text(rec, "subject")
-    src = text(rec, "src")
-    template, fixed = template_from_text(src, subject, field="src")
-    if fixed:
-        ctx.note("src", SUBJECT_CASE,
-                 f"the subject {subject!r} occurs in {src!r} only with other letter case")
+    template = prompt_template(rec, "src", subject, prefix=None, ctx=ctx)
     answers = text_list(rec, "answers", required=True)
     if not answers:
         raise RecordError("answers", EMPTY_TARGET, "the list of answers is empty")
