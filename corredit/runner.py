@@ -73,7 +73,6 @@ __all__ = [
     "retention_checkpoints",
     "param_checksum",
     "heldout_windows",
-    "perplexity",
     "code_version",
     "default_cache_dir",
 ]
@@ -219,38 +218,6 @@ def heldout_windows(tokenizer: Any, texts: Sequence[str], *, max_tokens: int,
     if not windows:
         raise ValueError("held-out texts: fewer than 2 tokens, no perplexity to measure")
     return windows
-
-
-def perplexity(h: Any, windows: Sequence[Sequence[int]], *, batch_size: int = 8) -> float:
-    """exp of the mean next-token NLL over every position of the token ``windows``."""
-    import torch
-
-    total, count = 0.0, 0
-    model = h.model
-    pad = h.tokenizer.pad_token_id or 0
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for s in range(0, len(windows), batch_size):
-                chunk = windows[s:s + batch_size]
-                width = max(len(w) for w in chunk)
-                ids = torch.full((len(chunk), width), int(pad), dtype=torch.long)
-                mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                for r, w in enumerate(chunk):
-                    ids[r, :len(w)] = torch.as_tensor(list(w))
-                    mask[r, :len(w)] = 1
-                ids, mask = ids.to(h.device), mask.to(h.device)
-                logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-                target = ids[:, 1:]
-                valid = mask[:, 1:].bool()
-                nll = torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none")
-                total += float(nll[valid.reshape(-1)].double().sum())
-                count += int(valid.sum())
-    finally:
-        model.train(was_training)
-    return float(math.exp(total / max(count, 1)))
 
 
 # -- suites ------------------------------------------------------------------------------------
@@ -427,7 +394,9 @@ class HealthSuite(Suite):
 
     def _ppl(self, ctx: TrialContext) -> float:
         cfg = ctx.config.health
-        return perplexity(ctx.handle, ctx.runner.heldout_windows(), batch_size=cfg.batch_size)
+        from corredit.evaluate import token_perplexity
+
+        return token_perplexity(ctx.handle, ctx.runner.heldout_windows(), batch_size=cfg.batch_size)
 
     @staticmethod
     def _frame(records: list[tuple[str, str, float]], step: int, batch: int) -> pd.DataFrame:

@@ -18,12 +18,12 @@ from corredit.runner import (
     Suite,
     heldout_windows,
     param_checksum,
-    perplexity,
     register_case_suite,
     retention_checkpoints,
     run_experiment,
     select_requests,
 )
+from corredit.evaluate import token_perplexity as perplexity
 from corredit.types import EditRequest
 
 # -- a tiny world on disk: a saved tiny model, its texts and a JSONL of edits ---------------
