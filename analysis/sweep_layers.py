@@ -52,7 +52,7 @@ def score_rome(h, reqs, moments, hparams):
     return summarize_probability(pd.concat(frames, ignore_index=True))
 
 
-def score_memit(h, reqs, moments, hparams, editor="memit"):
+def score_batch(h, reqs, moments, hparams, editor="memit"):
     """Summary of one batch edit of ``reqs`` (MEMIT, or ``editor``, e.g. "ft-l")."""
     from corredit.editors import get_editor
     from corredit.evaluate import score_probability, summarize_probability
@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                    for width in range(1, 4) for last in range(width - 1, h.n_layers)]
         start = (json.loads(args.memit_start) if args.memit_start
                  else {"v_lr": 5.0, "mom2_update_weight": 10.0, "clamp_norm_factor": 2.0})
-        rows += coordinate_sweep("memit", lambda k: score_memit(h, reqs, moments, k), start, keep([
+        rows += coordinate_sweep("memit", lambda k: score_batch(h, reqs, moments, k), start, keep([
             ("layers", windows),
             ("mom2_update_weight", [1.0, 10.0, 100.0, 1000.0]),
             ("clamp_norm_factor", [0.75, 2.0, 4.0]),
@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         reqs = distinct_subjects(pool, args.n_memit)
         # the reference box (5e-4) moves nothing on this model: start from a wide one
         start = json.loads(args.ft_start) if args.ft_start else {"lr": 5e-3, "norm_constraint": 5e-2}
-        rows += coordinate_sweep("ft-l", lambda k: score_memit(h, reqs, None, k, editor="ft-l"), start, keep([
+        rows += coordinate_sweep("ft-l", lambda k: score_batch(h, reqs, None, k, editor="ft-l"), start, keep([
             ("layer", list(range(h.n_layers))),
             ("lr", [1e-3, 5e-3, 2e-2]),
             ("norm_constraint", [1e-2, 2e-2, 5e-2, 1e-1, 2e-1]),

@@ -174,18 +174,18 @@ class WhitenedKeyEmbedder(EditorKeyEmbedder):
         if self.second_moment is None:
             raise ValueError("WhitenedKeyEmbedder needs second_moment= (the layer's C, e.g. "
                              "corredit.stats.second_moments(h, [layer], corpus)[layer])")
-        if isinstance(self.second_moment, Mapping):
-            layer = self.resolved_layer()
-            if layer not in self.second_moment:
+        moment = self.second_moment
+        layer = self.resolved_layer()
+        if isinstance(moment, Mapping):
+            if layer not in moment:
                 raise ValueError(f"WhitenedKeyEmbedder: keys are read at layer {layer}, but the "
-                                 f"second moments given are of layers "
-                                 f"{sorted(self.second_moment)}")
-            self.second_moment = self.second_moment[layer]
-        m_layer = getattr(self.second_moment, "layer", None)
-        if m_layer is not None and int(m_layer) != self.resolved_layer():
+                                 f"second moments given are of layers {sorted(moment)}")
+            moment = moment[layer]
+        m_layer = getattr(moment, "layer", None)
+        if m_layer is not None and int(m_layer) != layer:
             raise ValueError(f"WhitenedKeyEmbedder: the second moment is of layer {m_layer} "
-                             f"but the keys are read at layer {self.resolved_layer()}")
-        return second_moment_matrix(self.second_moment, ridge=self.ridge)
+                             f"but the keys are read at layer {layer}")
+        return second_moment_matrix(moment, ridge=self.ridge)
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "ridge": self.ridge}

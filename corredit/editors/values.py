@@ -160,6 +160,7 @@ class _Rows:
     bare_row: list[int]             # per unit: its first rewrite row
     n_nll: torch.Tensor             # per unit: number of rewrite rows
     n_kl: torch.Tensor              # per unit: number of KL rows
+    logit_pos: torch.Tensor | None = None   # per row: positions whose logits the loss reads
 
 
 class ValueOptimizer:
@@ -218,6 +219,7 @@ class ValueOptimizer:
                 r.tgt.append([])
             r.n_nll[u_i] = len(u.rewrites)
             r.n_kl[u_i] = len(u.kl_prompts)
+        r.logit_pos = self._logit_positions(r)
         return r
 
     def _forward(self, rows: _Rows, idx: list[int], vectors: torch.Tensor | None, *,
@@ -234,24 +236,24 @@ class ValueOptimizer:
             unit = torch.tensor([rows.unit[i] for i in idx], dtype=torch.long, device=vectors.device)
             add = {s: Addition(pos, vectors[unit, j].to(self.model_dtype))
                    for j, s in enumerate(self.sites)}
-        wanted = [self._logit_positions(rows, i) for i in idx]
-        keep = torch.zeros(len(idx), max(map(len, wanted)), dtype=torch.long)
-        for j, w in enumerate(wanted):
-            keep[j, :len(w)] = torch.tensor(w)
+        keep = rows.logit_pos[torch.tensor(idx, dtype=torch.long)]
         res = trace(self.h, batch.input_ids, attention_mask=batch.attention_mask,
                     read=list(self.sites) if read else [], add=add or {}, grad=vectors is not None,
                     logit_positions=keep)
         return res, pos
 
     @staticmethod
-    def _logit_positions(rows: _Rows, i: int) -> list[int]:
-        """Positions of row ``i`` whose logits the loss reads: every target token of a
-        rewrite row, the subject position of a KL row. ``_terms`` indexes the compact
-        logits ``trace`` returns for them: slot ``k`` of a rewrite row is its ``k``-th
-        target token, slot 0 of a KL row its only position."""
-        if rows.kind[i] == 0:
-            return [rows.tgt_start[i] + k for k in range(len(rows.tgt[i]))]
-        return [rows.tgt_start[i]]
+    def _logit_positions(rows: _Rows) -> torch.Tensor:
+        """Per row (padded with 0), the positions whose logits the loss reads: every
+        target token of a rewrite row, the subject position of a KL row. ``_terms`` indexes
+        the compact logits ``trace`` returns for them: slot ``k`` of a rewrite row is its
+        ``k``-th target token, slot 0 of a KL row its only position."""
+        width = max([len(t) for t in rows.tgt] + [1])
+        out = torch.zeros(len(rows.ids), width, dtype=torch.long)
+        for i, start in enumerate(rows.tgt_start):
+            n = len(rows.tgt[i]) if rows.kind[i] == 0 else 1
+            out[i, :n] = torch.arange(start, start + n)
+        return out
 
     def _terms(self, rows: _Rows, idx: list[int], logits: torch.Tensor, logp0: torch.Tensor,
                kl_slot: dict[int, int], n_units: int):
