@@ -321,6 +321,25 @@ def test_logits_at_chosen_positions_equal_the_full_logits_there(handle):
     assert _hook_count(h.model) == 0
 
 
+def test_eval_mode_restores_the_training_flag_even_on_errors(gpt2):
+    from corredit.models import eval_mode
+
+    gpt2.model.train()
+    try:
+        with eval_mode(gpt2.model):
+            assert not gpt2.model.training
+        assert gpt2.model.training
+        with pytest.raises(RuntimeError, match="boom"):
+            with eval_mode(gpt2.model):
+                raise RuntimeError("boom")
+        assert gpt2.model.training
+    finally:
+        gpt2.model.eval()
+    with eval_mode(gpt2.model):
+        pass
+    assert not gpt2.model.training
+
+
 # -- weights ---------------------------------------------------------------------------
 
 

@@ -499,6 +499,23 @@ def test_two_worker_processes_give_the_same_rows(tiny_run, tmp_path):
     assert os.getpid() not in pids and len(pids) == 2     # two worker processes
 
 
+def test_values_are_shared_only_where_every_batch_would_compute_the_same():
+    from corredit.config import EditorConfig
+    from corredit.editors import get_editor
+    from corredit.runner import Runner
+
+    memit, rome, ft = (get_editor(n)() for n in ("memit", "rome", "ft-l"))
+    batch = EditorConfig(name="memit", mode="batch")
+    assert Runner.shares_values(batch, memit, 8)
+    assert not Runner.shares_values(EditorConfig(name="memit", mode="batch", share_values=False),
+                                    memit, 8)
+    assert not Runner.shares_values(EditorConfig(name="memit", mode="sequential"), memit, 1)
+    assert not Runner.shares_values(EditorConfig(name="ft-l", mode="batch"), ft, 8)
+    # ROME edits a batch fact by fact: values from the unedited model fit one-fact batches only
+    assert Runner.shares_values(EditorConfig(name="rome", mode="batch"), rome, 1)
+    assert not Runner.shares_values(EditorConfig(name="rome", mode="batch"), rome, 8)
+
+
 def test_subset_and_shared_values(tiny_run, tmp_path):
     from corredit.config import EditorConfig
 

@@ -140,6 +140,12 @@ def test_name_sharing_option_reaches_the_world():
     assert lo == 0.0 and hi > 0.5
 
 
+def test_new_build_options_refuse_negative_values_by_name():
+    for name in ("fact_lists", "first_names"):
+        with pytest.raises(ValueError, match=f"invalid value for {name}"):
+            WorldOptions(**{name: -1})
+
+
 def test_first_name_pool_shares_first_names_and_name_sharing_moves_to_surnames():
     names = person_names(NameFactory(random.Random(0)), 200, 0.0, random.Random(1), first_pool=10)
     assert len(set(names)) == 200
