@@ -74,7 +74,8 @@ def test_key_times_declared_weight_reproduces_mlp_out(handle):
 def test_adapter_resolves_every_kind(handle):
     h, a = handle, handle.adapter
     gated = a.mlp_gate is not None
-    assert gated == (a.architecture in {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"})
+    assert gated == (a.architecture in {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+                                        "Gemma3ForCausalLM"})
     assert a.mlp_out_transposed == (a.architecture == "GPT2LMHeadModel")
     for layer in range(h.n_layers):
         assert a.module(h.model, "block", layer) is a.block_list(h.model)[layer]
@@ -223,7 +224,8 @@ def test_addition_changes_exactly_where_asked(handle):
         torch.testing.assert_close(edited.values[site][1], clean.values[site][1], rtol=0, atol=0)
         torch.testing.assert_close(edited.values[site][0, :pos], clean.values[site][0, :pos], rtol=0, atol=0)
     # the recorded site value and the residual after block 1 move by exactly the vector at pos
-    for site in reads[:2]:
+    # (a norm between the MLP output and the residual stream, as in Gemma-3, rescales it)
+    for site in reads[:1] if h.adapter.mlp_post_norm else reads[:2]:
         torch.testing.assert_close(edited.values[site][0, pos] - clean.values[site][0, pos], vec[0], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(edited.values[site][0, pos + 1 :], clean.values[site][0, pos + 1 :], rtol=0, atol=0)
     # later positions change only in the next block (attention reads position pos)

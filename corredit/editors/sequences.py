@@ -4,7 +4,7 @@ Usage::
 
     from corredit.editors.sequences import prompt_ids, target_ids, pack
     ids = prompt_ids(h.tokenizer, "Toma Velik was born in")
-    tgt = target_ids(h.tokenizer, "Rasko")          # ids of " Rasko", no special tokens
+    tgt = target_ids(h.tokenizer, "Rasko")          # the ids the evaluators score
     batch = pack([ids + tgt[:-1]], pad_id=h.tokenizer.pad_token_id, device=h.device)
 
 Prompts are tokenized on their own and the target's ids appended, so the prompt part of
@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 
 from corredit.models.subject import prompt_token_ids
+from corredit.models.targets import encode_target
 
 __all__ = ["prompt_ids", "target_ids", "pack", "Packed", "subject_position", "target_logprobs",
            "token_chunks"]
@@ -30,12 +31,9 @@ def prompt_ids(tokenizer, text: str) -> list[int]:
 
 
 def target_ids(tokenizer, target: str) -> list[int]:
-    """Token ids of ``" " + target`` without special tokens (the convention of
-    ``corredit.evaluate``); raises on an empty result."""
-    ids = list(tokenizer(" " + target, add_special_tokens=False)["input_ids"])
-    if not ids:
-        raise ValueError(f"target {target!r} tokenizes to no tokens")
-    return ids
+    """Token ids of the target as it follows a prompt: the one encoding
+    :func:`corredit.models.targets.encode_target` that the evaluators use too."""
+    return encode_target(tokenizer, target)
 
 
 def subject_position(tokenizer, text: str, subject: str, *, case_id: str = "?") -> int:

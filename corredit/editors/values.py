@@ -10,8 +10,8 @@ Usage::
     ref = opt.optimize_each(units)     # the one-unit-at-a-time loop, same code path
     res.delta[:, 0]                    # (n_units, d) vectors for the first site
 
-Loss of unit u (ALGORITHMS.md §2): mean NLL of the new target over the unit's rewrite
-sequences + ``kl_factor`` x mean KL(p_0 || p_delta) over its KL prompts (next-token
+Loss of unit u (ROME's and MEMIT's value objective): mean NLL of the new target over the unit's rewrite
+sequences + ``kl_factor`` x mean KL(p_delta || p_0) over its KL prompts (next-token
 distribution at the subject's last token) + ``v_weight_decay`` x ||delta_u|| / ||v0_u||^2.
 Adam (implemented here on the whole ``(n_units, n_sites, d)`` tensor) updates only the
 active units; a unit stops for good once its loss falls below ``v_stop_loss``, and after
@@ -288,7 +288,7 @@ class ValueOptimizer:
             sel = logits[torch.tensor(k_r, device=dev), torch.tensor(k_p, device=dev)]
             lp = torch.log_softmax(sel.to(self.dtype), dim=-1)
             lp0 = logp0[torch.tensor(k_slot, device=dev)]
-            per = (lp0.exp() * (lp0 - lp)).sum(-1)
+            per = (lp.exp() * (lp - lp0)).sum(-1)          # KL(p_delta || p_0), as the references
             kl = kl.index_add(0, torch.tensor(k_u, device=dev), per.double())
         return nll, kl
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from corredit.models.subject import prompt_token_ids
+from corredit.models.targets import adds_word_prefix, encode_target
 from corredit.models.tracing import eval_mode
 
 __all__ = [
@@ -55,28 +56,6 @@ def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     and any special tokens it appends (an EOS) dropped
     (:func:`corredit.models.prompt_token_ids`)."""
     return prompt_token_ids(tokenizer, prompt)
-
-
-def adds_word_prefix(tokenizer: Any) -> bool:
-    """Whether the tokenizer marks a word start itself (SentencePiece's dummy prefix, as
-    in Llama-2 / Mistral), so that ``" " + target`` would gain a lone ``"▁"`` token:
-    true when ``" a"`` tokenizes as a whitespace-only token followed by the tokens of
-    ``"a"``."""
-    plain = list(tokenizer("a", add_special_tokens=False)["input_ids"])
-    spaced = list(tokenizer(" a", add_special_tokens=False)["input_ids"])
-    return (len(spaced) == len(plain) + 1 and spaced[1:] == plain
-            and tokenizer.decode(spaced[:1]).strip() == "")
-
-
-def encode_target(tokenizer: Any, target: str, *, word_prefix: bool | None = None) -> list[int]:
-    """Token ids of ``" " + target`` without special tokens. For a tokenizer that adds its
-    own word-start marker (:func:`adds_word_prefix`; computed when ``word_prefix`` is
-    None) the ids of ``target`` are used, which is how that tokenizer renders
-    ``" " + target`` inside a text (no lone ``"▁"``)."""
-    if word_prefix is None:
-        word_prefix = adds_word_prefix(tokenizer)
-    text = target if word_prefix else " " + target
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def _pad_id(tokenizer: Any) -> int:

@@ -108,7 +108,8 @@ class ArchitectureAdapter:
     ``mlp_in``, ``mlp_out``, ``mlp_gate`` (gated MLPs only) and ``attn_out`` are dotted
     paths relative to one block; ``final_norm`` and ``unembed`` are paths from the root.
     ``mlp_out_transposed`` is True when the MLP output weight is stored as ``(d_k, d)``
-    (GPT-2's ``Conv1D``) instead of ``nn.Linear``'s ``(d, d_k)``.
+    (GPT-2's ``Conv1D``) instead of ``nn.Linear``'s ``(d, d_k)``; ``mlp_post_norm`` names a
+    norm between the MLP output and the residual stream (Gemma-3), when there is one.
     """
 
     architecture: str
@@ -120,6 +121,10 @@ class ArchitectureAdapter:
     unembed: str
     mlp_gate: str | None = None
     mlp_out_transposed: bool = False
+    #: Norm applied to the MLP output before it joins the residual stream (Gemma-3's
+    #: ``post_feedforward_layernorm``), relative to one block; None when the MLP output is
+    #: added to the residual stream as it is.
+    mlp_post_norm: str | None = None
 
     # -- names -------------------------------------------------------------------------
     def module_name(self, kind: str, layer: int | None = None) -> str:
@@ -269,6 +274,10 @@ for _adapter in (
     ArchitectureAdapter(architecture="LlamaForCausalLM", **_LLAMA_LIKE),
     ArchitectureAdapter(architecture="MistralForCausalLM", **_LLAMA_LIKE),
     ArchitectureAdapter(architecture="Qwen2ForCausalLM", **_LLAMA_LIKE),
+    # Gemma-3: extra pre/post feed-forward norms sit around the MLP; the key is still the
+    # input of down_proj and the value its output (before post_feedforward_layernorm).
+    ArchitectureAdapter(architecture="Gemma3ForCausalLM", mlp_post_norm="post_feedforward_layernorm",
+                        **_LLAMA_LIKE),
 ):
     register_adapter(_adapter)
 del _adapter

@@ -104,6 +104,27 @@ class ModelHandle:
     adapter: ArchitectureAdapter
     device: "torch.device"
     name: str
+    #: The token that starts a document for this model (e.g. GPT-2's and SmolLM2's
+    #: ``"<|endoftext|>"``), declared by the model's registry entry; None means the
+    #: tokenizer's BOS token, else its EOS token (see :attr:`document_start_id`).
+    document_start: str | None = None
+
+    @property
+    def document_start_id(self) -> int:
+        """Id of the document-start token: the declared :attr:`document_start`, else the
+        tokenizer's BOS, else its EOS; raises ``ValueError`` when there is none."""
+        tok = self.tokenizer
+        if self.document_start is not None:
+            ids = tok.convert_tokens_to_ids([self.document_start])
+            if not ids or ids[0] is None or ids[0] == tok.unk_token_id:
+                raise ValueError(f"model {self.name!r} declares document start "
+                                 f"{self.document_start!r}, which its tokenizer does not know")
+            return int(ids[0])
+        for tid in (tok.bos_token_id, tok.eos_token_id):
+            if tid is not None:
+                return int(tid)
+        raise ValueError(f"model {self.name!r}: its tokenizer has no BOS or EOS token to start "
+                         f"a document with; declare one (ModelHandle.document_start)")
 
     @property
     def n_layers(self) -> int:

@@ -126,6 +126,10 @@ def _config(architecture: str, vocab: int, ids: dict[str, int]) -> Any:
         "LlamaForCausalLM": lambda: tf.LlamaConfig(**llama_like),
         "MistralForCausalLM": lambda: tf.MistralConfig(**llama_like),
         "Qwen2ForCausalLM": lambda: tf.Qwen2Config(**llama_like),
+        "Gemma3ForCausalLM": lambda: tf.Gemma3TextConfig(
+            head_dim=8, sliding_window=16, query_pre_attn_scalar=8,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+            **llama_like),
     }
     if architecture not in configs:
         raise ValueError(f"no tiny config for {architecture!r}; known: {', '.join(configs)}")
@@ -140,6 +144,7 @@ TINY_ARCHITECTURES = (
     "LlamaForCausalLM",
     "MistralForCausalLM",
     "Qwen2ForCausalLM",
+    "Gemma3ForCausalLM",
 )
 
 
