@@ -3,7 +3,7 @@
 Usage::
 
     from corredit.data import load_dataset, summarize, same_subject_sets
-    res = load_dataset("/work/shared/data/counterfact/counterfact-edit.json")
+    res = load_dataset("../shared/data/counterfact/counterfact-edit.json")   # from the repository root
     res.format, len(res.requests), res.n_set_aside      # ('counterfact-flat', 10000, 0)
     summarize(res)["n_multi_fact_subjects"]
     same_subject_sets(res.requests, min_facts=2)          # {subject: [requests]}
@@ -18,6 +18,11 @@ inferred from templates), ``zsre`` (option ``target``: ``"alt"`` default, or
 ``"answers"``), ``mquake`` (one group of edits per case), ``known-facts``,
 ``pitfalls-conflict``, ``pitfalls-round``, ``triples`` (JSONL/JSON/CSV/TSV),
 ``corredit`` (one ``EditRequest.to_dict()`` per line; also a world folder).
+
+Paths in the examples are relative to the repository root, with the shared benchmark
+folder beside it (``../shared/data``); the same files come from ``corredit data fetch
+counterfact-edit`` (commit-pinned, hash-checked). The numbers shown are those of
+CounterFact's flattened 10,000-case edit split.
 
 Bad records are set aside with a :class:`Problem` naming file, record, case id and field
 (``strict=True`` raises :class:`DataError` instead); nothing is dropped silently.

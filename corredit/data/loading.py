@@ -6,11 +6,15 @@ Usage::
     res = load_dataset("counterfact-edit.json")            # format detected
     res = load_dataset("facts.csv", format="triples")      # or named
     res = load_dataset("zsre.json", target="answers")      # a format option
-    res = load_dataset("/work/shared/data/counterfact")    # every data file of a folder
+    res = load_dataset("../shared/data/counterfact")      # every data file of a folder
     res = load_dataset("data/world-default")               # a world folder (requests.jsonl)
     res.requests, res.problems, res.n_input, res.n_set_aside
     print(res.problem_report())
     load_dataset("bad.json", strict=True)                  # DataError on the first problem
+
+Paths in the examples are relative to the repository root (``../shared/data`` is the
+shared benchmark folder beside it; :func:`corredit.data.fetch.fetch_dataset` downloads the
+same files into a cache).
 
 Default mode: every record is converted; a record with a problem is set aside (all of
 its edits, for grouped formats) and the problem names the file, record index, case id

@@ -12,7 +12,9 @@ Usage::
 
 Similarities are cosines. ``mean_similarity`` of a schedule weighs every within-batch
 pair equally; ``mean_nearest_similarity`` averages, over edits, the similarity to the most
-similar other edit of the same batch (the interference predictor of METRICS.md).
+similar other edit of the same batch: an edit is disturbed mostly by its closest batch-mate
+(for MEMIT the off-diagonal whitened key products), so this is the measure that tracks
+interference, where the mean dilutes one close pair among many distant ones.
 
 For unit vectors the pairs of a batch sum to ``(|sum of batch|^2 - size) / 2``, so the
 mean over all within-batch pairs can never drop below :func:`similarity_floor`: with
