@@ -221,10 +221,11 @@ def _weight(h, layer):
     return h.adapter.read_mlp_out_weight(h.model, layer).double()
 
 
-@pytest.mark.parametrize("mismatch", [False, True])
-def test_rome_writes_v_star_at_k_star(gpt2_f64, mismatch):
+@pytest.mark.parametrize("target,mismatch", [("bare", False), ("template_mean", False),
+                                             ("bare", True)])
+def test_rome_writes_v_star_at_k_star(gpt2_f64, target, mismatch):
     h, mom = gpt2_f64
-    ed = get_editor("rome")({"layer": 1, "original_key_mismatch": mismatch})
+    ed = get_editor("rome")({"layer": 1, "rome_target": target, "original_key_mismatch": mismatch})
     req = REQUESTS[0]
     w0 = _weight(h, 1)
     res = ed.apply(h, [req], stats=mom, seed=3)
@@ -240,7 +241,10 @@ def test_rome_writes_v_star_at_k_star(gpt2_f64, mismatch):
         w1 = _weight(h, 1)
         v_star = d["targets"][0]
         torch.testing.assert_close(w1 @ k_star, v_star, rtol=1e-9, atol=1e-9)
-        assert abs(float((v_star - w0 @ k_star).norm()) - d["delta_norm"][0]) < 1e-9
+        v_from = k_avg if target == "template_mean" else k_bare     # v* = W v_from + delta
+        torch.testing.assert_close(v_star - w0 @ v_from, d["value_delta"][0], rtol=1e-9, atol=1e-9)
+        assert abs(float(d["value_delta"][0].norm()) - d["delta_norm"][0]) < 1e-9
+        torch.testing.assert_close(d["bare_keys"][0], k_bare, rtol=1e-10, atol=1e-10)
         if mismatch:   # the averaged key does not get v*
             assert float((w1 @ k_avg - (w0 @ k_avg + (v_star - w0 @ k_star))).norm()) > 1e-3
         # rank one, along C^-1 k_avg

@@ -8,6 +8,10 @@ Usage::
 ``stats`` is either a mapping ``{layer: SecondMoment | Tensor | ndarray}`` (a
 ``SecondMoment`` contributes ``.matrix()``, the mean ``E[k k^T]``) or a callable
 ``stats(h, layers) -> mapping`` (e.g. ``lambda h, ls: cache.get(h, ls, corpus, 20000)``).
+``precision="float32"`` rounds each ``C`` to float32 (returned as float64), as the
+reference implementations' float32 statistics are::
+
+    C32 = second_moment_matrices(stats, h, [3], precision="float32")   # MEMIT's get_cov
 """
 
 from __future__ import annotations
@@ -24,8 +28,13 @@ StatsLike = Mapping[int, Any] | Callable[[Any, Sequence[int]], Mapping[int, Any]
 
 
 def second_moment_matrices(stats: StatsLike | None, h, layers: Sequence[int], *,
-                           editor: str = "editor") -> dict[int, torch.Tensor]:
-    """``{layer: C}`` for ``layers`` as float64 tensors on ``h.device``."""
+                           editor: str = "editor", precision: str = "float64"
+                           ) -> dict[int, torch.Tensor]:
+    """``{layer: C}`` for ``layers`` as float64 tensors on ``h.device``, rounded to float32
+    first when ``precision`` is ``"float32"``."""
+    if precision not in ("float64", "float32"):
+        raise ValueError(f"{editor}: unknown second-moment precision {precision!r}; "
+                         f"known: float64, float32")
     layers = [int(l) for l in layers]
     if stats is None:
         raise ValueError(
@@ -49,5 +58,5 @@ def second_moment_matrices(stats: StatsLike | None, h, layers: Sequence[int], *,
                              f"{tuple(mat.shape)}, expected ({d_k}, {d_k}) (key size)")
         if not torch.isfinite(mat).all():
             raise ValueError(f"{editor}: second moment at layer {layer} holds non-finite values")
-        out[layer] = mat
+        out[layer] = mat.to(torch.float32).to(torch.float64) if precision == "float32" else mat
     return out

@@ -31,6 +31,7 @@ else:  # pragma: no cover
 __all__ = [
     "HParams",
     "ValueHParams",
+    "Mom2HParams",
     "FTHParams",
     "RomeHParams",
     "MemitHParams",
@@ -46,7 +47,11 @@ H = TypeVar("H", bound="HParams")
 
 @dataclass(frozen=True)
 class HParams:
-    """Base of every editor's hyperparameters: a frozen dataclass of method knobs."""
+    """Base of every editor's hyperparameters: a frozen dataclass of method knobs, validated
+    on construction."""
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def replace(self: H, **changes: Any) -> H:
         """A copy with some knobs changed (unknown names raise ``TypeError``)."""
@@ -73,9 +78,10 @@ class HParams:
                     f"{type(self).__name__}; known: {', '.join(sorted(known))}"
                 )
             changes[key] = _tupleize(value)
-        out = dataclasses.replace(self, **changes)
-        out.validate(where=where)
-        return out
+        try:
+            return dataclasses.replace(self, **changes)      # validates (__post_init__)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}" if where else str(exc)) from None
 
     def validate(self, *, where: str = "") -> None:
         """Raise ``ValueError`` for values outside their domain (subclasses extend)."""
@@ -147,13 +153,62 @@ class FTHParams(HParams):
         return (self.layer,)
 
 
+MOM2_PRECISIONS = ("float64", "float32")
+
+
 @dataclass(frozen=True)
-class RomeHParams(ValueHParams):
-    """ROME / r-ROME at one layer; ``original_key_mismatch`` reproduces the reference
-    code's bare-prompt key in the update's denominator."""
+class Mom2HParams(ValueHParams):
+    """Value knobs plus the precision of the key second moment ``C`` in the closed-form
+    update.
+
+    ``mom2_precision="float64"`` (default): ``C`` as the statistics hold it, every solve
+    in float64 (Cholesky). ``"float32"`` reproduces the reference implementations, whose
+    statistics are float32: ``C`` is rounded to float32 first; ROME then inverts it
+    explicitly in float32 and forms ``u = C^-1 k`` in float32 (``rome/compute_u.py``),
+    while MEMIT solves in float64 with the rounded ``C`` (``memit/memit_main.py``). Use it
+    only to reproduce published numbers: on ill-conditioned ``C`` the float32 inverse
+    loses digits.
+    """
+
+    mom2_precision: str = "float64"
+
+    def validate(self, *, where: str = "") -> None:
+        super().validate(where=where)
+        if self.mom2_precision not in MOM2_PRECISIONS:
+            raise ValueError(f"{where or type(self).__name__}: mom2_precision must be one of "
+                             f"{', '.join(MOM2_PRECISIONS)}, got {self.mom2_precision!r}")
+
+
+ROME_TARGETS = ("bare", "template_mean")
+
+
+@dataclass(frozen=True)
+class RomeHParams(Mom2HParams):
+    """ROME / r-ROME at one layer.
+
+    r-ROME (default) uses the template-averaged key ``k_avg`` in ``u`` and in the
+    denominator. ``rome_target`` is the value written at ``k_avg``: ``"bare"`` (default,
+    the r-ROME authors' code, ``enable_random_prefix_keys``) writes ``v_bare + delta``,
+    the bare prompt's MLP output plus the optimised vector, so the numerator is
+    ``delta + W (k_bare - k_avg)``; ``"template_mean"`` (a variant, not a published
+    method) writes ``W k_avg + delta``, numerator ``delta``. ``original_key_mismatch``
+    is the original ROME code: numerator ``delta`` over ``u^T k_bare`` (``v_bare + delta``
+    written at ``k_bare``; ``rome_target`` must stay ``"bare"``).
+    """
 
     layer: int = 0
+    rome_target: str = "bare"
     original_key_mismatch: bool = False
+
+    def validate(self, *, where: str = "") -> None:
+        super().validate(where=where)
+        if self.rome_target not in ROME_TARGETS:
+            raise ValueError(f"{where or 'RomeHParams'}: rome_target must be one of "
+                             f"{', '.join(ROME_TARGETS)}, got {self.rome_target!r}")
+        if self.original_key_mismatch and self.rome_target != "bare":
+            raise ValueError(f"{where or 'RomeHParams'}: original_key_mismatch writes the bare "
+                             f"prompt's value; rome_target {self.rome_target!r} is an r-ROME "
+                             f"option")
 
     @property
     def layers(self) -> tuple[int, ...]:
@@ -161,7 +216,7 @@ class RomeHParams(ValueHParams):
 
 
 @dataclass(frozen=True)
-class MemitHParams(ValueHParams):
+class MemitHParams(Mom2HParams):
     """MEMIT over ``layers`` (ascending); λ = ``mom2_update_weight``."""
 
     layers: tuple[int, ...] = (0,)

@@ -1,21 +1,24 @@
-"""Float64 solves shared by the closed-form editors.
+"""Solves shared by the closed-form editors.
 
 Usage::
 
-    from corredit.editors.linalg import rank_one_update, memit_update, SPDSolver
+    from corredit.editors.linalg import rank_one_update, memit_update, SPDSolver, second_moment_solver
     solver = SPDSolver(C)                       # Cholesky of a float64 SPD matrix
     u = solver.solve(k)                         # C^-1 k
+    u = second_moment_solver(C, "float32").solve(k)   # ROME reference: float32 inverse
     dW, lam = rank_one_update(u / u.norm(), k_star, delta)    # dW = lam u^T
     dW = memit_update(R, K, C, lam=15000.0)     # R K^T (lam C + K K^T)^-1
 
 All inputs are promoted to float64; results are float64 (callers cast when applying).
+:class:`Float32InverseSolver` alone computes in float32, to reproduce the references.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["SPDSolver", "rank_one_update", "memit_update", "as_float64"]
+__all__ = ["SPDSolver", "Float32InverseSolver", "second_moment_solver", "rank_one_update",
+           "memit_update", "as_float64"]
 
 
 def as_float64(x) -> torch.Tensor:
@@ -46,6 +49,37 @@ class SPDSolver:
         vec = b.dim() == 1
         x = torch.cholesky_solve(b.unsqueeze(1) if vec else b, self.factor)
         return x.squeeze(1) if vec else x
+
+
+class Float32InverseSolver:
+    """``A^-1 b`` as ROME's reference ``compute_u`` forms it: ``A`` rounded to float32 and
+    inverted explicitly in float32 (``torch.inverse``), the product with ``b`` (rounded to
+    float32) taken in float32; the result is returned as float64."""
+
+    def __init__(self, a: torch.Tensor, *, what: str = "matrix") -> None:
+        a32 = as_float64(a).to(torch.float32)
+        inv, info = torch.linalg.inv_ex(a32)
+        if int(info) != 0 or not torch.isfinite(inv).all():
+            raise ValueError(f"{what} is singular in float32; collect statistics over more "
+                             f"tokens than its size {a32.shape[0]}")
+        self.inverse = inv
+
+    def solve(self, b: torch.Tensor) -> torch.Tensor:
+        """``A^-1 b`` for a vector or a matrix of columns (float32 arithmetic)."""
+        b32 = torch.as_tensor(b).detach().to(self.inverse.device, torch.float32)
+        return (self.inverse @ b32).to(torch.float64)
+
+
+def second_moment_solver(cov: torch.Tensor, precision: str = "float64", *,
+                         what: str = "matrix") -> SPDSolver | Float32InverseSolver:
+    """The solver for ``C^-1 b`` at ``precision``: ``"float64"`` (Cholesky,
+    :class:`SPDSolver`) or ``"float32"`` (the ROME reference's explicit float32 inverse,
+    :class:`Float32InverseSolver`)."""
+    if precision == "float64":
+        return SPDSolver(cov, what=what)
+    if precision == "float32":
+        return Float32InverseSolver(cov, what=what)
+    raise ValueError(f"unknown precision {precision!r}; known: float64, float32")
 
 
 def rank_one_update(u: torch.Tensor, k: torch.Tensor, residual: torch.Tensor

@@ -10,6 +10,8 @@ Usage::
 Targets ``z_i = h_i + delta_i`` at the residual stream after the last layer; for each layer
 ``l_j`` ascending, keys ``K`` and hidden states ``H`` are recomputed on the partially edited
 model, ``R = (Z - H) / (L - j)`` and ``dW = R K^T (lam C + K K^T)^-1`` (float64).
+``mom2_precision="float32"`` rounds ``C`` to float32 before that solve, as the reference
+code's float32 statistics do (see :class:`~corredit.editors.hparams.Mom2HParams`).
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ class MEMIT(Editor):
 
         layers = list(hp.layers)
         last = layers[-1]
-        covs = second_moment_matrices(stats, h, layers, editor=self.name)
+        covs = second_moment_matrices(stats, h, layers, editor=self.name,
+                                      precision=hp.mom2_precision)
         vres = precomputed if precomputed is not None else self._precompute(
             h, requests, hp, stats=stats, seed=seed)
         groups = self._groups(h, hp, seed)

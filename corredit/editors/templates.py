@@ -10,8 +10,12 @@ Usage::
 
 Each ``(length, n)`` pair yields a group of ``n`` continuations of every prompt, sampled
 with top-k sampling to ``length`` tokens (the prompt's tokens included), braces removed and
-``". {}"`` appended, as the reference implementations do. A prompt ``""`` starts from the
-tokenizer's BOS token (EOS when it has none).
+``". {}"`` appended, as the reference implementations do. A prompt ``""`` starts from a
+document boundary, ``h.document_start_id`` (the model's declared document-start token,
+else the tokenizer's BOS, else its EOS), as ROME's code starts from ``<|endoftext|>``; a
+chat model's BOS (SmolLM2-Instruct's ``<|im_start|>``) would start a chat turn instead.
+Samples draw from a ``torch.Generator`` seeded with ``seed``; the cache key holds the
+model's name, the settings, the seed and the start token.
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ class TemplateSampler:
                seed: int, top_k: int = 5) -> Groups:
         """Template groups for ``h`` (first group ``("{}",)``), sampled once per
         (model, settings, seed) and then served from the cache."""
+        start = h.document_start_id if "" in prompts else None
         key = (getattr(h, "name", None), tuple(prompts), tuple(tuple(x) for x in lengths),
-               int(seed), int(top_k))
+               int(seed), int(top_k), start)
         per_model = self._cache.setdefault(h.model, {})
         if key not in per_model:
             per_model[key] = self._sample(h, prompts, lengths, seed, top_k)
@@ -72,14 +77,10 @@ class TemplateSampler:
         return tuple(out)
 
 
-def _start_ids(tokenizer, prompt: str) -> list[int]:
-    ids = list(tokenizer(prompt)["input_ids"]) if prompt else []
-    if not ids:
-        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        if start is None:
-            raise ValueError("context templates: an empty prompt needs a BOS or EOS token")
-        ids = [int(start)]
-    return ids
+def _start_ids(h, prompt: str) -> list[int]:
+    """Token ids a sample starts from: the prompt's, or the document start for ``""``."""
+    ids = list(h.tokenizer(prompt)["input_ids"]) if prompt else []
+    return ids or [h.document_start_id]
 
 
 def sample_texts(h, prompt: str, *, n: int, length: int, top_k: int,
@@ -89,7 +90,7 @@ def sample_texts(h, prompt: str, *, n: int, length: int, top_k: int,
     from corredit.models import trace
 
     tok = h.tokenizer
-    start = _start_ids(tok, prompt)
+    start = _start_ids(h, prompt)
     ids = torch.tensor([start] * n, dtype=torch.long)
     for _ in range(max(0, length - len(start))):
         ids_d = ids.to(h.device)
