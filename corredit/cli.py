@@ -21,6 +21,7 @@ __all__ = ["main", "build_parser"]
 
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "corredit.models.commands",
     "corredit.world.commands",
     "corredit.data.commands",
     "corredit.stats.commands",

@@ -255,6 +255,11 @@ class DataConfig:
     phrasing is drawn among subject-first / subject-last ones), subjects with at least
     ``min_facts_per_subject`` edits, at most ``max_facts_per_subject`` edits per subject,
     a seeded sample of ``n_subjects`` subjects, then a seeded sample of ``max_edits``.
+    With ``known`` (``"prefers_true"`` or ``"top_k"``, see
+    :mod:`corredit.evaluate.known`; ``known_k`` is the k of ``top_k``) the last step is
+    instead: the edits in a seeded order, judged on the run's unedited model, the first
+    ``max_edits`` the model knows (all known ones without ``max_edits``); the verdicts are
+    kept in the run folder's ``known.parquet``.
     """
 
     source: str = "world"
@@ -267,9 +272,14 @@ class DataConfig:
     n_subjects: int | None = None
     max_edits: int | None = None
     seed: int = 0
+    known: str | None = None
+    known_k: int = 10
 
     def __post_init__(self) -> None:
         _check(bool(self.source.strip()), "source", "must not be empty")
+        _check(self.known in (None, "prefers_true", "top_k"), "known",
+               f"must be 'prefers_true' or 'top_k', got {self.known!r}")
+        _positive(self.known_k, "known_k")
         _positive(self.min_facts_per_subject, "min_facts_per_subject")
         _positive(self.max_facts_per_subject, "max_facts_per_subject")
         _positive(self.n_subjects, "n_subjects")
@@ -295,17 +305,23 @@ class DataConfig:
 class StatsConfig:
     """Second moments of the MLP keys for the editors that need them (computed once on the
     unedited model, cached under the run's ``cache_dir``). ``corpus`` is ``"world"`` (the world's
-    statistics texts) or a text file (one document per line)."""
+    statistics texts), ``"hf:NAME[:CONFIG[:SPLIT]]"`` (a Hugging Face dataset, online), or
+    a text file (one document per line; ``split = "paragraph"`` for blank-line blocks;
+    ``clean`` names a cleaner such as ``"wikitext"``)."""
 
     corpus: str = "world"
     max_tokens: int = 20000
     batch_size: int = 16
     max_length: int = 128
+    split: str = "line"
+    clean: str | None = None
 
     def __post_init__(self) -> None:
         _positive(self.max_tokens, "max_tokens")
         _positive(self.batch_size, "batch_size")
         _positive(self.max_length, "max_length")
+        _check(self.split in ("line", "paragraph"), "split",
+               f"must be 'line' or 'paragraph', got {self.split!r}")
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ or, for a function scoring cases, ``register_case_suite("zsre", score_zsre)`` wi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -54,6 +55,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from corredit.paths import cache_root
 from corredit.config import EditorConfig, RunConfig, TrialSpec
 from corredit.registry import Registry
 from corredit.results import RESULT_COLUMNS, RunFolder, atomic_write_parquet, atomic_write_text
@@ -90,9 +92,8 @@ _ROW_COLUMNS = ("step", "batch", "case_id", "prompt_kind", "prompt_index", "metr
 # -- small pure pieces -------------------------------------------------------------------------
 
 def default_cache_dir() -> Path:
-    """``$CORREDIT_CACHE`` or ``~/.cache/corredit`` (statistics and embeddings live below)."""
-    root = os.environ.get("CORREDIT_CACHE")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "corredit"
+    """The cache root (:func:`corredit.paths.cache_root`); statistics and embeddings live below."""
+    return cache_root()
 
 
 def code_version() -> str:
@@ -553,8 +554,44 @@ class Runner:
                 if res.n_set_aside:
                     log.warning("%s", res.problem_report(limit=5))
                 raw = res.requests
-            self._requests = select_requests(raw, data)
+            if data.known is None:
+                self._requests = select_requests(raw, data)
+            else:
+                self._requests = self._known_requests(select_requests(
+                    raw, dataclasses.replace(data, max_edits=None)))
         return self._requests
+
+    def _known_requests(self, candidates: list[EditRequest]) -> list[EditRequest]:
+        """The first ``max_edits`` candidates (in a seeded order) that the unedited model
+        knows; verdicts are read from, or written to, the run folder's ``known.parquet``."""
+        data = self.config.data
+        path = self.folder.root / "known.parquet"
+        order = np.random.default_rng(data.seed).permutation(len(candidates))
+        shuffled = [candidates[i] for i in order]
+        tag = f"{self.config.model}|{data.known}|{data.known_k}|{data.seed}|{data.max_edits}"
+        kept_ids: list[str] | None = None
+        if path.is_file():
+            table = pd.read_parquet(path)
+            if "selection" in table and set(table["selection"]) == {tag}:
+                kept_ids = table.loc[table["known"], "case_id"].astype(str).tolist()
+        if kept_ids is None:
+            from corredit.evaluate.known import select_known
+
+            sel = select_known(self.handle(), shuffled, criterion=data.known, k=data.known_k,
+                               limit=data.max_edits)
+            table = sel.table.assign(selection=tag)
+            self.folder.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_parquet(table, path)
+            kept_ids = [str(r.case_id) for r in sel.kept]
+        if data.max_edits is not None:
+            kept_ids = kept_ids[: data.max_edits]
+        wanted = set(kept_ids)
+        out = [r for r in candidates if str(r.case_id) in wanted]
+        if not out:
+            raise ValueError(f"data source {data.source!r}: the model knows none of the "
+                             f"{len(candidates)} edits that pass the [data] filters "
+                             f"(known = {data.known!r})")
+        return out
 
     def subset(self, editor: EditorConfig) -> list[int]:
         """Indices (into :meth:`requests`) of the edits ``editor``'s trials make: all of
@@ -582,12 +619,18 @@ class Runner:
     def _corpus(self) -> Any:
         from corredit.stats import TextFileCorpus, TextsCorpus
 
-        src = self.config.stats.corpus
+        cfg = self.config.stats
+        src = cfg.corpus
         if src == "world":
             return TextsCorpus(self._texts("world", "stats"))
+        if src.startswith("hf:"):
+            from corredit.stats import HFDatasetCorpus
+
+            name, config, split = (src[3:].split(":") + [None, None])[:3]
+            return HFDatasetCorpus(name, config=config or None, split=split or "train")
         if not Path(src).expanduser().is_file():
             raise FileNotFoundError(f"stats.corpus: {src!r}: no such file")
-        return TextFileCorpus(str(Path(src).expanduser()))
+        return TextFileCorpus(str(Path(src).expanduser()), split=cfg.split, clean=cfg.clean)
 
     def heldout_windows(self) -> list[list[int]]:
         """Token windows of the held-out text (the health suite's perplexity)."""

@@ -7,6 +7,7 @@ Usage::
     corredit data formats
     corredit data sources
     corredit data fetch NAME [--cache-dir DIR]
+    corredit data known DATA --model smollm2-135m [--criterion prefers_true|top_k] --out kept.jsonl
 """
 
 from __future__ import annotations
@@ -57,6 +58,65 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="cache folder (default: $CORREDIT_CACHE/data or "
                             "~/.cache/corredit/data)")
     fetch.set_defaults(func=_fetch)
+
+    _register_known(sub)
+
+
+def _register_known(sub: argparse._SubParsersAction) -> None:
+    known = sub.add_parser(
+        "known", help="keep the edits whose true object a model already holds",
+        description="Score every edit's true and new object on the model and keep those "
+                    "it already knows; print counts per relation and write the kept set "
+                    "(corredit JSONL).")
+    known.add_argument("path", metavar="DATA", help="a data file or folder (any known format)")
+    known.add_argument("--model", required=True, help="model name or path (corredit models list)")
+    known.add_argument("--format", default=None, metavar="NAME")
+    known.add_argument("--criterion", default="prefers_true", choices=("prefers_true", "top_k"),
+                       help="prefers_true: p(true) > p(new) (mean token NLL); top_k: the true "
+                            "object's first token among the k most likely")
+    known.add_argument("--k", type=int, default=10, help="k of --criterion top_k")
+    known.add_argument("--limit", type=int, default=None, help="stop after this many are kept")
+    known.add_argument("--max-edits", type=int, default=None, help="judge only the first N edits")
+    known.add_argument("--out", default=None, metavar="FILE", help="write the kept edits here")
+    known.add_argument("--table", default=None, metavar="FILE",
+                       help="write the per-edit table here (.parquet or .csv)")
+    known.add_argument("--json", action="store_true", help="print one JSON object")
+    known.set_defaults(func=_known)
+
+
+def _known(args: argparse.Namespace) -> int:
+    from corredit.data import load_dataset, write_requests
+    from corredit.evaluate.known import select_known
+    from corredit.models import load
+
+    res = load_dataset(args.path, format=args.format)
+    reqs = res.requests[: args.max_edits] if args.max_edits else res.requests
+    h = load(args.model)
+    sel = select_known(h, reqs, criterion=args.criterion, k=args.k, limit=args.limit,
+                       progress=lambda n, kept: print(f"  judged {n}, known {kept}", file=sys.stderr))
+    if args.out:
+        write_requests(args.out, sel.kept)
+    if args.table:
+        (sel.table.to_csv(args.table, index=False) if str(args.table).endswith(".csv")
+         else sel.table.to_parquet(args.table, index=False))
+    rel = sel.per_relation()
+    judged = len(sel.table)
+    summary = {"data": str(args.path), "model": args.model, "criterion": args.criterion,
+               "k": args.k, "judged": judged, "known": len(sel.kept),
+               "fraction": (len(sel.kept) / judged) if judged else 0.0,
+               "true_first_token_argmax": float((sel.table["true_rank"] == 0).mean()) if judged else 0.0,
+               "per_relation": {k: {"total": int(v.total), "known": int(v.known)} for k, v in rel.iterrows()},
+               "out": args.out}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{args.model} on {args.path}: {len(sel.kept)} of {judged} edits known "
+              f"({summary['fraction']:.1%}, criterion {args.criterion}); true object's first "
+              f"token is the argmax on {summary['true_first_token_argmax']:.1%}")
+        print(rel.to_string())
+        if args.out:
+            print(f"kept edits written to {args.out}")
+    return 0
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ Usage::
 
     from corredit.models import load, wrap
     h = load("path/to/folder")          # or a Hub name in the local cache, or "world"
+    h = load("smollm2-135m")            # a registered model (corredit models list)
+    h = load("path/to/model.gguf")      # any GGUF file transformers reads
     batch = h.encode(["The Eiffel Tower is in", "Paris is the capital of"])
     h.model(**batch).logits
     h.n_layers, h.hidden_size, h.key_size
@@ -116,7 +118,7 @@ class ModelHandle:
         tok = self.tokenizer
         if self.document_start is not None:
             ids = tok.convert_tokens_to_ids([self.document_start])
-            if not ids or ids[0] is None or ids[0] == tok.unk_token_id:
+            if not ids or ids[0] is None or tok.convert_ids_to_tokens(ids[0]) != self.document_start:
                 raise ValueError(f"model {self.name!r} declares document start "
                                  f"{self.document_start!r}, which its tokenizer does not know")
             return int(ids[0])
@@ -242,8 +244,10 @@ def _from_pretrained(source: str, dtype: Any, local_only: bool) -> tuple[Any, An
 
 
 def load(name_or_path: "str | os.PathLike[str]", *, device: "str | torch.device | None" = None, dtype: "str | torch.dtype | None" = None) -> ModelHandle:
-    """Load a causal LM and its tokenizer from a local folder, the local Hub cache, a Hub
-    name, or a registered alias (``"world"``: the embedded default world model).
+    """Load a causal LM and its tokenizer from a local folder, a GGUF file (dequantised
+    once and cached), a registered model name (``"smollm2-135m"``, ``"gemma3-270m"``: see
+    :mod:`corredit.models.catalog`), the local Hub cache, a Hub name, or a registered
+    alias (``"world"``: the embedded default world model).
 
     ``device`` defaults to :func:`default_device`; ``dtype`` defaults to float32
     (``"auto"`` keeps the checkpoint's type; strings like ``"bfloat16"`` are accepted).
@@ -251,11 +255,20 @@ def load(name_or_path: "str | os.PathLike[str]", *, device: "str | torch.device 
     """
     import torch
 
+    from corredit.models.catalog import MODELS, resolve_model_folder
+    from corredit.models.gguf import cached_gguf_folder
+
     name = os.fspath(name_or_path)
+    spec = None
     if name in MODEL_ALIASES:
         name = os.fspath(MODEL_ALIASES.get(name)())
         if not Path(name).is_dir():
             raise _not_found(name, f"the alias {os.fspath(name_or_path)!r} names a missing folder")
+    elif name in MODELS:
+        folder, spec = resolve_model_folder(name)
+        name = os.fspath(folder)
+    elif name.endswith(".gguf") and Path(name).expanduser().is_file():
+        name = os.fspath(cached_gguf_folder(name))
     if dtype is None:
         dtype = torch.float32
     elif isinstance(dtype, str) and dtype != "auto":
@@ -291,7 +304,10 @@ def load(name_or_path: "str | os.PathLike[str]", *, device: "str | torch.device 
         model, tokenizer = _from_hub(name, dtype)
         source = name
     model.to(torch.device(device) if device is not None else default_device())
-    return wrap(model, tokenizer, name=source)
+    h = wrap(model, tokenizer, name=spec.name if spec is not None else source)
+    if spec is not None:
+        h.document_start = spec.document_start
+    return h
 
 
 def _from_hub(name: str, dtype: Any) -> tuple[Any, Any]:

@@ -10,8 +10,11 @@ Usage::
 
 ``tokenizer="gpt2"`` is a byte-level BPE with GPT-2's leading-space convention and a
 single ``<|endoftext|>`` token (no BOS added); ``tokenizer="bos"`` is a Llama-style BPE
-(metaspace pre-tokenizer, ``<s>`` prepended to every text). Both are trained on a small
-built-in text, so common words are single tokens and rarer names split into several.
+(metaspace pre-tokenizer, ``<s>`` prepended to every text); ``tokenizer="spm"`` is that
+tokenizer rebuilt as Llama-2's SentencePiece tokenizers are (a dummy ``"▁"`` prefix on every
+text, no pre-tokenizer split), so ``" Paris"`` tokenizes as ``["▁", "▁Paris"]``. All are
+trained on a small built-in text, so common words are single tokens and rarer names split
+into several.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ A cat, a dog and a bird live in the house. The sun is a star and the moon is a r
 Numbers: 1 2 3 4 5 6 7 8 9 10 100 2024. Words in 'quotes' and (brackets) and "double".
 """
 
-TINY_TOKENIZERS = ("gpt2", "bos")
+TINY_TOKENIZERS = ("gpt2", "bos", "spm")
 _VOCAB_SIZE = 420
 
 
@@ -94,9 +97,20 @@ def _bos_style() -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
 
 
+def _spm_style() -> Any:
+    from tokenizers import normalizers
+
+    tok = _bos_style()
+    backend = tok.backend_tokenizer
+    backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    backend.pre_tokenizer = None
+    return tok
+
+
 def tiny_tokenizer(kind: str = "gpt2") -> Any:
-    """A fresh fast tokenizer built locally: ``"gpt2"`` or ``"bos"`` (see module doc)."""
-    builders: dict[str, Callable[[], Any]] = {"gpt2": _gpt2_style, "bos": _bos_style}
+    """A fresh fast tokenizer built locally: ``"gpt2"``, ``"bos"`` or ``"spm"`` (see
+    module doc)."""
+    builders: dict[str, Callable[[], Any]] = {"gpt2": _gpt2_style, "bos": _bos_style, "spm": _spm_style}
     if kind not in builders:
         raise ValueError(f"unknown tiny tokenizer {kind!r}; known: {', '.join(TINY_TOKENIZERS)}")
     return builders[kind]()

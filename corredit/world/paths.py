@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import corredit
+from corredit.paths import cache_root
 from corredit.world.options import FORMAT_VERSION
 
 __all__ = ["default_world_dir", "default_model_dir", "shipped_world_dir", "cache_root"]
@@ -25,12 +26,6 @@ __all__ = ["default_world_dir", "default_model_dir", "shipped_world_dir", "cache
 def shipped_world_dir() -> Path:
     """``data/world-default`` beside the package (exists in a source checkout)."""
     return Path(corredit.__file__).resolve().parents[1] / "data" / "world-default"
-
-
-def cache_root() -> Path:
-    """``$CORREDIT_CACHE``, else ``~/.cache/corredit``."""
-    env = os.environ.get("CORREDIT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "corredit"
 
 
 def default_world_dir(build: bool = True, progress: bool = True) -> Path:
