@@ -141,6 +141,8 @@ def test_rome_world_120_single_edits(world):
     w, h, moments = world
     summary, _ = rome_single_edits(w, h, moments, n=ROME_SAMPLE)
     _report(f"ROME x{ROME_SAMPLE}", summary)
+    # measured with the world defaults: r-ROME (authors' update) ES 73.3, PS 71.1, NS 91.4;
+    # rome_target="template_mean" ES 75.0, PS 72.8, NS 91.3
     assert {"PS", "NS"} <= set(summary)
     assert summary["ES"] >= 60.0 and summary["NS"] >= 85.0     # no regression below the sweep's level
     _meet_or_explain(summary, 95.0, CEILING)

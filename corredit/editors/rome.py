@@ -22,7 +22,8 @@ r-ROME (default)                ``delta + W (k_bare - k_avg)``  ``u^T k_avg``
 ``original_key_mismatch``       ``delta``                       ``u^T k_bare``
 ==============================  ==============================  ==============
 
-r-ROME's numerator is the authors' ``(v_bare + delta) - mean_templates(v)``: the weight
+r-ROME's numerator is the authors' ``(v_bare + delta) - mean_templates(v)`` (the mean
+taken like ``k_avg``, per ``key_averaging``; the output bias cancels): the weight
 then maps ``k_avg`` to the bare prompt's edited value ``W k_bare + delta``. The
 ``template_mean`` variant maps it to ``W k_avg + delta`` instead. The original code maps
 ``k_bare`` to ``W k_bare + delta`` through ``u`` built from ``k_avg``; the mismatch makes
