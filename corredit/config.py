@@ -305,7 +305,9 @@ class DataConfig:
 class StatsConfig:
     """Second moments of the MLP keys for the editors that need them (computed once on the
     unedited model, cached under the run's ``cache_dir``). ``corpus`` is ``"world"`` (the world's
-    statistics texts), ``"hf:NAME[:CONFIG[:SPLIT]]"`` (a Hugging Face dataset, online), or
+    statistics texts), ``"model"`` or ``"model:N_DOCS:LENGTH"`` (text sampled from the model
+    itself, seeded and cached: needs nothing extra; default 256 x 128 tokens),
+    ``"hf:NAME[:CONFIG[:SPLIT]]"`` (a Hugging Face dataset, online), or
     a text file (one document per line; ``split = "paragraph"`` for blank-line blocks;
     ``clean`` names a cleaner such as ``"wikitext"``)."""
 

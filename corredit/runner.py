@@ -623,6 +623,12 @@ class Runner:
         src = cfg.corpus
         if src == "world":
             return TextsCorpus(self._texts("world", "stats"))
+        if src == "model" or src.startswith("model:"):
+            from corredit.stats.sampled import ModelSampleCorpus
+
+            sizes = [int(x) for x in src.split(":")[1:]]
+            n_docs, length = (sizes + [256, 128][len(sizes):])[:2]
+            return ModelSampleCorpus(self.handle(), n_docs=n_docs, length=length, seed=0)
         if src.startswith("hf:"):
             from corredit.stats import HFDatasetCorpus
 
