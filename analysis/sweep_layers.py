@@ -1,10 +1,19 @@
-"""Layer sweep that chose the editors' defaults for the embedded world model.
+"""Layer sweep that chose the editors' defaults for the embedded world model, and for
+any other model on known CounterFact edits.
 
 Usage::
 
     python analysis/sweep_layers.py                       # ROME layers, then MEMIT windows and lambda
     python analysis/sweep_layers.py --editor rome --n-rome 60 --json sweep.json
     python analysis/sweep_layers.py --world /tmp/world-7 --editor capacity   # another world
+    python analysis/sweep_layers.py --model smollm2-135m --editor rome --layers 2,4,6,8 \
+        --n-rome 16 --stages layer            # a real model: known CounterFact edits
+
+With ``--model`` (any name :func:`corredit.models.load` accepts) the requests are the
+model's known CounterFact edits (``--data``, p(true) > p(new), distinct subjects, seeded
+order with ``--seed``), the statistics come from ``--stats-corpus`` (WikiText-2 by default,
+cleaned), the stages start from the model's defaults in ``defaults.toml`` and ``--layers``
+restricts the layer and window stages.
 
 Capacity: for each layer, the share of cases an unconstrained vector at the subject's last
 token can flip (the ceiling of every editor keyed there). ROME: every layer, then
@@ -123,6 +132,42 @@ def coordinate_sweep(kind, score, base: dict, stages: list[tuple[str, list]]) ->
     return rows
 
 
+def _n_layers(args) -> int:
+    from corredit.models.catalog import MODELS
+
+    if args.model is None:
+        return 6 if args.world is None else _world_layers(args.world)
+    if args.model in MODELS:
+        return MODELS.get(args.model).layers
+    import json as _json
+    from pathlib import Path
+
+    return int(_json.loads((Path(args.model) / "config.json").read_text()).get("num_hidden_layers"))
+
+
+def _world_layers(folder) -> int:
+    from pathlib import Path
+
+    return int(json.loads((Path(folder) / "config.json").read_text())["n_layer"])
+
+
+def _real_model_inputs(args, layers):
+    """Model, statistics at ``layers`` and the known-edit pool of a ``--model`` sweep."""
+    from corredit.data import load_dataset
+    from corredit.evaluate.known import select_known
+    from corredit.models import load
+    from corredit.stats import TextFileCorpus, second_moments
+
+    h = load(args.model, device="cpu")
+    moments = second_moments(h, layers, TextFileCorpus(args.stats_corpus, clean="wikitext"),
+                             max_tokens=args.stats_tokens, batch_size=16)
+    reqs = load_dataset(args.data).requests
+    random.Random(f"sweep:{args.seed}").shuffle(reqs)
+    reqs = distinct_subjects(reqs, min(len(reqs), 8 * max(args.n_rome, args.n_memit)), seed=args.seed)
+    need = max(args.n_rome, args.n_memit, args.n_capacity if args.editor in ("capacity", "all") else 0)
+    return h, moments, select_known(h, reqs, limit=need).kept
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--editor", choices=["capacity", "rome", "memit", "ft", "all"], default="all")
@@ -136,6 +181,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--rome-start", default=None, help="JSON knobs to start ROME's stages from")
     parser.add_argument("--memit-start", default=None, help="JSON knobs to start MEMIT's stages from")
     parser.add_argument("--ft-start", default=None, help="JSON knobs to start FT-L's stages from")
+    parser.add_argument("--model", default=None, help="any model name or path (default: the world)")
+    parser.add_argument("--data", default="../shared/data/counterfact/counterfact-edit.json",
+                        help="edits of a --model sweep (CounterFact)")
+    parser.add_argument("--stats-corpus", default="../shared/data/wikitext2/wiki.test.raw.txt",
+                        help="statistics text file of a --model sweep (WikiText cleaning)")
+    parser.add_argument("--layers", default=None, help="comma-separated layers to sweep (default: all)")
     parser.add_argument("--stages", nargs="*", default=None,
                         help="run only these stages (knob names), e.g. context_templates")
     args = parser.parse_args(argv)
@@ -147,16 +198,25 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     from corredit.stats import TextsCorpus, second_moments
     from corredit.world import load_world
 
-    torch.set_num_threads(1)
-    w = load_world(args.world)
-    h = load(args.world or "world", device="cpu")
-    moments = second_moments(h, range(h.n_layers), TextsCorpus(list(w.stats_texts()), identity="world-stats"),
-                             max_tokens=args.stats_tokens, batch_size=32)
-    pool = validation_requests(w, args.seed)
+    sweep_layers = (list(range(_n_layers(args))) if args.layers is None
+                    else [int(x) for x in args.layers.split(",") if x.strip()])
+    if args.model is None:
+        torch.set_num_threads(1)
+        w = load_world(args.world)
+        h = load(args.world or "world", device="cpu")
+        moments = second_moments(h, range(h.n_layers), TextsCorpus(list(w.stats_texts()), identity="world-stats"),
+                                 max_tokens=args.stats_tokens, batch_size=32)
+        pool = validation_requests(w, args.seed)
+        starts = {"rome": {"v_lr": 5.0}, "memit": {"v_lr": 5.0, "mom2_update_weight": 10.0,
+                                                   "clamp_norm_factor": 2.0},
+                  "ft-l": {"lr": 5e-3, "norm_constraint": 5e-2}}
+    else:
+        h, moments, pool = _real_model_inputs(args, sweep_layers)
+        starts = {"rome": {}, "memit": {}, "ft-l": {}}
     rows: list[dict] = []
     if args.editor in ("capacity", "all"):
         reqs = pool[:args.n_capacity]
-        for layer in range(h.n_layers):
+        for layer in sweep_layers:
             t0 = time.perf_counter()
             wins = capacity(h, reqs, layer)
             by_rel: dict = {}
@@ -169,9 +229,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             rows.append(row)
     if args.editor in ("rome", "all"):
         reqs = pool[:args.n_rome]
-        start = json.loads(args.rome_start) if args.rome_start else {"v_lr": 5.0}
+        start = json.loads(args.rome_start) if args.rome_start else starts["rome"]
         rows += coordinate_sweep("rome", lambda k: score_rome(h, reqs, moments, k), start, keep([
-            ("layer", list(range(h.n_layers))),
+            ("layer", sweep_layers),
             ("kl_factor", [0.0625, 0.0]),
             ("v_num_grad_steps", [20, 40]),
             ("clamp_norm_factor", [4.0, 8.0]),
@@ -180,9 +240,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     if args.editor in ("memit", "all"):
         reqs = distinct_subjects(pool, args.n_memit)
         windows = [list(range(last - width + 1, last + 1))
-                   for width in range(1, 4) for last in range(width - 1, h.n_layers)]
-        start = (json.loads(args.memit_start) if args.memit_start
-                 else {"v_lr": 5.0, "mom2_update_weight": 10.0, "clamp_norm_factor": 2.0})
+                   for width in range(1, 4) for last in range(width - 1, h.n_layers)
+                   if set(range(last - width + 1, last + 1)) <= set(sweep_layers)]
+        start = json.loads(args.memit_start) if args.memit_start else starts["memit"]
         rows += coordinate_sweep("memit", lambda k: score_batch(h, reqs, moments, k), start, keep([
             ("layers", windows),
             ("mom2_update_weight", [1.0, 10.0, 100.0, 1000.0]),
@@ -195,13 +255,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     if args.editor in ("ft", "all"):
         reqs = distinct_subjects(pool, args.n_memit)
         # the reference box (5e-4) moves nothing on this model: start from a wide one
-        start = json.loads(args.ft_start) if args.ft_start else {"lr": 5e-3, "norm_constraint": 5e-2}
+        start = json.loads(args.ft_start) if args.ft_start else starts["ft-l"]
         rows += coordinate_sweep("ft-l", lambda k: score_batch(h, reqs, None, k, editor="ft-l"), start, keep([
-            ("layer", list(range(h.n_layers))),
+            ("layer", sweep_layers),
             ("lr", [1e-3, 5e-3, 2e-2]),
             ("norm_constraint", [1e-2, 2e-2, 5e-2, 1e-1, 2e-1]),
             ("num_steps", [25, 50]),
-            ("layer", list(range(h.n_layers))),
+            ("layer", sweep_layers),
         ]))
     for kind in ("rome", "memit", "ft-l"):
         sel = [r for r in rows if r["editor"] == kind]
