@@ -1,4 +1,4 @@
-"""Figure `score_difference`: Score Difference: same-subject minus other-subject edits, per editor.
+"""Figure `score_difference`: Score Difference: related minus other edits within scheduler x batch size, per editor.
 
 Usage::
 

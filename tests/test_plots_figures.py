@@ -35,9 +35,9 @@ def test_make_all_figures_writes_every_figure(full_run, tmp_path):
     out = tmp_path / "figs"
     paths = make_all_figures(full_run, out, formats=("png", "svg"), dpi=40)
     names = [p.stem for p in paths]
-    assert names == ["scores_vs_correlation", "scheduler_comparison", "retention",
-                     "score_difference", "interference_roc", "similarity_heatmap",
-                     "correlation_graph"]
+    assert names == ["scores_vs_correlation", "scheduler_comparison", "scheduler_differences",
+                     "retention", "score_difference", "score_difference_curve",
+                     "interference_roc", "similarity_heatmap", "correlation_graph"]
     for p in paths:
         assert p.suffix == ".png" and p.read_bytes()[:8] == PNG_MAGIC
         assert b"<svg" in p.with_suffix(".svg").read_bytes()[:400]

@@ -4,7 +4,6 @@ data, stratified draws, weighted AUC, and hand-made designs where pooling mislea
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from corredit.analysis import (

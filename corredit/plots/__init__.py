@@ -7,12 +7,14 @@ Usage::
     make_all_figures("runs/demo", "figures")      # every figure the run supports -> PNG paths
     ax = plot_retention(df)                       # any plot_x(df, ..., ax=None) -> Axes
     summary_table(df)                             # the numbers behind the report's main table
+    plot_score_difference(score_difference(df))   # drawing takes the precomputed table
 
 Torch-free; matplotlib, networkx and scikit-learn are imported only when a function
 needs them.
 """
 
 from corredit.plots.compute import (
+    attach_subjects,
     binned_scores,
     bootstrap_ci,
     case_scores,
@@ -23,7 +25,9 @@ from corredit.plots.compute import (
     interference_auc,
     interference_roc_curve,
     retention_curve,
+    scheduler_differences,
     score_difference,
+    score_difference_curve,
     suite_table,
     summary_keys,
     summary_table,
@@ -47,6 +51,8 @@ from corredit.plots.scores import (
     plot_retention,
     plot_score_difference,
     plot_scheduler_comparison,
+    plot_scheduler_differences,
+    plot_score_difference_curve,
     plot_scores_vs_correlation,
 )
 
@@ -63,6 +69,8 @@ __all__ = [
     "FIGURES",
     "plot_scores_vs_correlation",
     "plot_scheduler_comparison",
+    "plot_scheduler_differences",
+    "plot_score_difference_curve",
     "plot_retention",
     "plot_score_difference",
     "plot_interference_roc",
@@ -78,6 +86,9 @@ __all__ = [
     "grouped_scores",
     "retention_curve",
     "score_difference",
+    "score_difference_curve",
+    "scheduler_differences",
+    "attach_subjects",
     "interference_auc",
     "interference_roc_curve",
     "health_table",

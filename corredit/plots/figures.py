@@ -18,9 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,11 +27,17 @@ import pandas as pd
 from corredit.plots.backend import new_figure
 from corredit.plots.compute import (
     SCORE_METRICS,
+    binned_scores,
     case_scores,
     correlation_measures,
+    grouped_scores,
     has_retention,
     interference_auc,
+    interference_roc_curve,
+    retention_curve,
+    scheduler_differences,
     score_difference,
+    score_difference_curve,
 )
 from corredit.plots.graphs import plot_correlation_graph, plot_similarity_heatmap
 from corredit.plots.network import (
@@ -48,10 +53,20 @@ from corredit.plots.scores import (
     plot_retention,
     plot_score_difference,
     plot_scheduler_comparison,
+    plot_scheduler_differences,
+    plot_score_difference_curve,
     plot_scores_vs_correlation,
 )
-from corredit.registry import Registry
-from corredit.results import RunFolder, atomic_write_text
+from corredit.plots.rundata import (
+    FIGURE_ORDER,
+    FIGURES,
+    FigureSpec,
+    FigureUnavailable,
+    RunData,
+    read_run,
+    register_figure as _register,
+)
+from corredit.results import atomic_write_text
 
 __all__ = [
     "RunData",
@@ -73,68 +88,6 @@ log = logging.getLogger(__name__)
 
 #: Name of the per-folder record of written and skipped figures.
 MANIFEST_NAME = "figures.json"
-
-
-class FigureUnavailable(ValueError):
-    """The run's data does not support the figure asked for (the message says why)."""
-
-
-@dataclass(frozen=True)
-class RunData:
-    """Everything a figure may draw from: the tidy results, the config, the correlation
-    graph's edge list and the schedules (both may be absent)."""
-
-    root: Path
-    results: pd.DataFrame
-    config: dict[str, Any] = field(default_factory=dict)
-    graph_edges: pd.DataFrame | None = None
-    schedules: pd.DataFrame | None = None
-
-
-def read_run(run_dir: str | os.PathLike[str]) -> RunData:
-    """Read a run folder (see :class:`corredit.results.RunFolder`).
-
-    Example: ``read_run("runs/demo").results``. The trials are read from ``trials/``;
-    a folder holding only a consolidated ``results.parquet`` is read from that.
-    """
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such run folder")
-    folder = RunFolder(root)
-    results = folder.read_results()
-    if results.empty and (root / "results.parquet").exists():
-        results = pd.read_parquet(root / "results.parquet")
-    config = folder.read_config() if (root / "config.json").exists() else {}
-    edges_path = root / "graph_edges.parquet"
-    edges = pd.read_parquet(edges_path) if edges_path.exists() else None
-    schedules = folder.read_schedules()
-    return RunData(root=root, results=results, config=config, graph_edges=edges,
-                   schedules=None if schedules.empty else schedules)
-
-
-@dataclass(frozen=True)
-class FigureSpec:
-    """A named figure: ``check(run)`` returns why the run cannot support it (None when it
-    can); ``build(run)`` returns the ``matplotlib.figure.Figure``."""
-
-    name: str
-    description: str
-    check: Callable[[RunData], str | None]
-    build: Callable[[RunData], Any]
-
-
-FIGURES: Registry[FigureSpec] = Registry(
-    "figure", hint="register one with FIGURES.add(name, FigureSpec(...))")
-#: The order figures appear in reports; other registered figures follow, sorted.
-FIGURE_ORDER: list[str] = []
-
-
-def _register(name: str, description: str, check: Callable[[RunData], str | None]):
-    def decorate(build: Callable[[RunData], Any]) -> Callable[[RunData], Any]:
-        FIGURES.add(name, FigureSpec(name, description, check, build))
-        FIGURE_ORDER.append(name)
-        return build
-    return decorate
 
 
 # -- availability checks ---------------------------------------------------------------
@@ -183,7 +136,7 @@ def _need_same_subject(run: RunData) -> str | None:
 def _need_roc(run: RunData) -> str | None:
     if reason := _need_similarity(run):
         return reason
-    table = interference_auc(run.results)
+    table = interference_auc(run.results, n_boot=0)
     if table["auc"].isna().all():
         return "ROC-AUC undefined for every editor and embedding: " + "; ".join(
             sorted(set(table["note"])))
@@ -202,29 +155,53 @@ def _need_graph(run: RunData) -> str | None:
 
 @_register("scores_vs_correlation",
            "Efficacy, paraphrase and neighbourhood scores against the maximum similarity of "
-           "each edit to the rest of its batch (quantile bins, 95% bootstrap CIs).",
+           "each edit to the rest of its batch (quantile bins; 95% intervals resampling "
+           "subjects within each bin).",
            _need_similarity)
 def _scores_vs_correlation(run: RunData) -> Any:
     measures = correlation_measures(run.results, "max_sim:")
     fig, axes = new_figure(len(measures), len(SCORE_METRICS))
     for i, measure in enumerate(measures):
+        table = binned_scores(run.results, measure)
         for j, metric in enumerate(SCORE_METRICS):
-            plot_scores_vs_correlation(run.results, measure, metric=metric,
+            plot_scores_vs_correlation(table, measure, metric=metric,
                                        legend=(i == 0 and j == 0), ax=axes[i, j])
     return fig
 
 
 @_register("scheduler_comparison",
            "ES / PS / NS per editor and scheduler, one row of panels per batch size "
-           "(after all edits; 95% bootstrap CIs over cases).",
+           "(after all edits; 95% intervals resampling subjects within each bar).",
            _need_scores)
 def _scheduler_comparison(run: RunData) -> Any:
-    sizes = sorted(int(b) for b in _edited(run)["batch_size"].dropna().unique())
+    table = grouped_scores(run.results)
+    sizes = sorted(int(b) for b in table["batch_size"].dropna().unique())
     fig, axes = new_figure(len(sizes), len(SCORE_METRICS))
     for i, size in enumerate(sizes):
         for j, metric in enumerate(SCORE_METRICS):
-            plot_scheduler_comparison(run.results, metric=metric, batch_size=size,
+            plot_scheduler_comparison(table, metric=metric, batch_size=size,
                                       legend=(j == 0), ax=axes[i, j])
+    return fig
+
+
+def _need_scheduler_pairs(run: RunData) -> str | None:
+    if reason := _need_scores(run):
+        return reason
+    if scheduler_differences(run.results, metrics=["ES"], n_boot=0).empty:
+        return "no editor and batch size was run with two or more schedulers"
+    return None
+
+
+@_register("scheduler_differences",
+           "Paired scheduler differences: ES / PS / NS of each scheduler minus the reference "
+           "(decorrelated) on the same edits, per editor and batch size (95% intervals "
+           "resampling subjects).",
+           _need_scheduler_pairs)
+def _scheduler_differences(run: RunData) -> Any:
+    table = scheduler_differences(run.results)
+    fig, axes = new_figure(1, len(SCORE_METRICS), panel=(5.0, 4.0))
+    for j, metric in enumerate(SCORE_METRICS):
+        plot_scheduler_differences(table, metric=metric, legend=(j == 0), ax=axes[0, j])
     return fig
 
 
@@ -233,27 +210,44 @@ def _scheduler_comparison(run: RunData) -> Any:
            _need_retention)
 def _retention(run: RunData) -> Any:
     fig, axes = new_figure(1, 1, panel=(7.0, 4.2))
-    plot_retention(run.results, ax=axes[0, 0])
+    plot_retention(retention_curve(run.results), ax=axes[0, 0])
     return fig
 
 
 @_register("score_difference",
            "Score Difference: score of edits whose subject has other edits in the same batch "
-           "minus score of edits whose subject has none (points, 95% bootstrap CIs).",
+           "minus score of the others, within each scheduler x batch size and combined per "
+           "editor (points, 95% intervals resampling subjects).",
            _need_same_subject)
 def _score_difference(run: RunData) -> Any:
     fig, axes = new_figure(1, 1, panel=(6.5, 4.0))
-    plot_score_difference(run.results, ax=axes[0, 0])
+    plot_score_difference(score_difference(run.results), ax=axes[0, 0])
+    return fig
+
+
+@_register("score_difference_curve",
+           "Score Difference against the number of edits of the subject in the batch "
+           "(2, 3-4, 5-8, ...), within scheduler x batch size strata (95% intervals "
+           "resampling subjects).",
+           _need_same_subject)
+def _score_difference_curve(run: RunData) -> Any:
+    table = score_difference_curve(run.results, metrics=["ES", "S"])
+    fig, axes = new_figure(1, 2, panel=(5.0, 4.0))
+    for j, metric in enumerate(("ES", "S")):
+        plot_score_difference_curve(table, metric=metric, legend=(j == 0), ax=axes[0, j])
     return fig
 
 
 @_register("interference_roc",
            "ROC of predicting a failed edit (ES = 0) from its maximum similarity to the rest "
-           "of its batch, per embedding.",
+           "of its batch, per embedding; legend: AUC within scheduler x batch size strata "
+           "with its 95% interval.",
            _need_roc)
 def _interference_roc(run: RunData) -> Any:
     auc = interference_auc(run.results)
+    curves = interference_roc_curve(run.results)
     editors = sorted(str(e) for e in auc.loc[auc["auc"].notna(), "editor"].unique())
+    editors = [e for e in editors if (curves["editor"].astype(str) == e).any()]
     ncols = min(3, len(editors))
     nrows = int(np.ceil(len(editors) / ncols))
     fig, axes = new_figure(nrows, ncols, panel=(4.2, 4.2))
@@ -261,7 +255,7 @@ def _interference_roc(run: RunData) -> Any:
         if k >= len(editors):
             ax.set_axis_off()
             continue
-        plot_interference_roc(run.results, editor=editors[k], ax=ax)
+        plot_interference_roc(curves, auc=auc, editor=editors[k], ax=ax)
         ax.set_title(editors[k], fontsize="medium")
     return fig
 

@@ -15,6 +15,7 @@ an edit's ES probability decays with its age (``0.95 * exp(-age / 8)``).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -22,9 +23,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from corredit.results import RunFolder
+from corredit.results import RunFolder, atomic_write_text
 
-__all__ = ["tidy_frame", "synthetic_results", "write_synthetic_run", "synthetic_graph_edges"]
+__all__ = ["tidy_frame", "synthetic_results", "synthetic_subjects", "write_synthetic_run",
+           "synthetic_graph_edges"]
 
 _CONFIG = {"model": "world", "dataset": "world", "code_version": "0.1.0"}
 _PARAM = "transformer.h.3.mlp.c_proj.weight"
@@ -59,9 +61,8 @@ def _row(trial: dict, step: int, batch: int, case: str, kind: str, index: int, s
 def _batch_trial(rng: np.random.Generator, trial: dict, n_cases: int, batch_size: int,
                  embeddings: Sequence[str], penalty: float, n_prompts: int) -> list[dict]:
     rows: list[dict] = []
-    # the first half of the cases come in pairs sharing a subject; the rest stand alone
+    subject = _subject_index(n_cases)
     idx = np.arange(n_cases)
-    subject = np.where(idx < n_cases // 2, idx // 2, idx)
     batch = idx // batch_size
     for b in np.unique(batch):
         members = np.flatnonzero(batch == b)
@@ -92,6 +93,21 @@ def _batch_trial(rng: np.random.Generator, trial: dict, n_cases: int, batch_size
             rows.append(_row(trial, step, step, case, "case", 0, "correlation",
                              "same_subject_in_batch", shared))
     return rows
+
+
+def _subject_index(n_cases: int) -> np.ndarray:
+    """The first half of the cases come in pairs sharing a subject; the rest stand alone."""
+    idx = np.arange(n_cases)
+    return np.where(idx < n_cases // 2, idx // 2, idx)
+
+
+def synthetic_subjects(n_cases: int = 40) -> pd.DataFrame:
+    """``case_id`` and ``subject`` of the synthetic cases (pairs in the first half).
+
+    Example: ``attach_subjects(synthetic_results(), synthetic_subjects())``.
+    """
+    return pd.DataFrame({"case_id": [str(i) for i in range(n_cases)],
+                         "subject": [f"subject {s}" for s in _subject_index(n_cases)]})
 
 
 def _sequential_trial(rng: np.random.Generator, trial: dict, n_cases: int) -> list[dict]:
@@ -170,13 +186,18 @@ def synthetic_graph_edges(n_cases: int = 40, *, n_communities: int = 4,
 def write_synthetic_run(root: str | os.PathLike[str], *, graph: bool = True,
                         **kwargs) -> Path:
     """Write :func:`synthetic_results` as a run folder (one trial file per trial, a
-    config, optionally ``graph_edges.parquet``); returns the folder."""
+    config, ``edits.jsonl`` with each case's subject, optionally ``graph_edges.parquet``);
+    returns the folder."""
     folder = RunFolder(root)
     df = synthetic_results(**kwargs)
     folder.write_config({"source": "corredit.plots.testing.synthetic_results",
                          **{k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}})
     for trial, rows in df.groupby("trial", sort=True):
         folder.write_trial(str(trial), rows)
+    n_edits = max(kwargs.get("n_cases", 40), kwargs.get("sequential_cases", 0))
+    atomic_write_text("".join(json.dumps(rec) + "\n" for rec in
+                              synthetic_subjects(n_edits).to_dict("records")),
+                      folder.root / "edits.jsonl")
     if graph:
         n = kwargs.get("n_cases", 40)
         folder.root.mkdir(parents=True, exist_ok=True)
