@@ -26,7 +26,9 @@ import pandas as pd
 from corredit.plots.compute import (
     health_table,
     interference_auc,
+    scheduler_differences,
     score_difference,
+    score_difference_curve,
     suite_table,
     summary_table,
 )
@@ -142,6 +144,90 @@ def _overview(run: RunData) -> pd.DataFrame:
     return pd.DataFrame(items, columns=["field", "value"])
 
 
+def _ci(lo: float, hi: float, fmt: str = ".1f") -> str:
+    if math.isnan(lo) or math.isnan(hi):
+        return _MISSING
+    return f"[{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def _with_ci(value: float, lo: float, hi: float) -> str:
+    return _MISSING if math.isnan(value) else f"{value:.1f} {_ci(lo, hi)}"
+
+
+def _units(n: int, unit: str) -> str:
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
+def _wide(table: pd.DataFrame, keys: list[str], metrics: Sequence[str],
+          counts: Mapping[str, str]) -> pd.DataFrame:
+    """One row per ``keys``: a ``value [lo, hi]`` cell per metric (of column ``diff``),
+    then ``counts`` (new name: column) taken from the group's first row."""
+    rows = []
+    for key, g in table.groupby(keys, sort=True, dropna=False):
+        rec = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        for m in metrics:
+            hit = g[g["metric"] == m]
+            rec[m] = (_with_ci(hit["diff"].iloc[0], hit["lo"].iloc[0], hit["hi"].iloc[0])
+                      if len(hit) else _MISSING)
+        first = g.iloc[0]
+        for name, col in counts.items():
+            rec[name] = (_units(int(first["n_units"]), first["unit"]) if col == "units"
+                         else first[col])
+        rows.append(rec)
+    return pd.DataFrame(rows)
+
+
+_INTERVALS = ("95% intervals: percentile bootstrap resampling whole subjects (cases when "
+              "the run records no subjects), so an edit measured in several trials and edits "
+              "sharing a subject count as the units they are.")
+
+
+def _contrast_tables(df: pd.DataFrame) -> dict[str, tuple[pd.DataFrame | None, str]]:
+    """The paired scheduler differences and the Score Difference tables."""
+    out: dict[str, tuple[pd.DataFrame | None, str]] = {}
+    pairs = scheduler_differences(df)
+    if not pairs.empty:
+        keys = [c for c in pairs.columns if c not in (
+            "metric", "score", "reference_score", "diff", "lo", "hi", "n_cases", "n_units",
+            "unit")]
+        out["Scheduler differences (paired)"] = (
+            _wide(pairs, keys, ["ES", "PS", "NS", "S"], {"cases": "n_cases", "units": "units"}),
+            "Each scheduler minus the reference scheduler on the same edits (points x100, "
+            "after all edits; a case's score is its mean over seeds). " + _INTERVALS)
+    try:
+        sd = score_difference(df)
+    except ValueError as exc:
+        out["Score Difference"] = (None, str(exc))
+        return out
+    sd = sd.assign(ci=[_ci(lo, hi) for lo, hi in zip(sd["lo"], sd["hi"])],
+                   units=[_units(n, u) for n, u in zip(sd["n_units"], sd["unit"])])
+    sd = sd[["editor", "metric", "shared", "alone", "diff", "ci", "n_shared", "n_alone",
+             "n_strata", "units", "note"]].rename(columns={
+                 "shared": "same-subject", "alone": "other-subject", "diff": "SD",
+                 "ci": "95% CI", "n_strata": "strata"})
+    out["Score Difference"] = (sd, "Score x100 of edits whose subject has other edits in the "
+                                   "same batch minus that of the others, computed within each "
+                                   "scheduler x batch size (right after the batch) and "
+                                   "combined with weights n_a n_b / (n_a + n_b). " + _INTERVALS)
+    per = score_difference(df, by=("editor", "scheduler", "batch_size"), metrics=["ES", "S"])
+    out["Score Difference by scheduler"] = (
+        _wide(per, ["editor", "scheduler", "batch_size"], ["ES", "S"],
+              {"same-subject": "n_shared", "other-subject": "n_alone", "note": "note"}
+              ).rename(columns={"ES": "SD ES", "S": "SD S"}),
+        "The Score Difference inside each scheduler x batch size stratum, with the number of "
+        "same-subject and other-subject edits in it.")
+    curve = score_difference_curve(df, metrics=["ES", "S"])
+    if not curve.empty:
+        wide = _wide(curve, ["editor", "k_low", "related"], ["ES", "S"],
+                     {"related edits": "n_related", "alone": "n_alone", "units": "units"})
+        out["Score Difference by number of related edits"] = (
+            wide.drop(columns="k_low").rename(columns={
+                "related": "edits of the subject in the batch", "ES": "SD ES", "S": "SD S"}),
+            "Edits whose batch holds k edits of their subject (themselves included) minus "
+            "edits alone with their subject, within scheduler x batch size strata.")
+    return out
+
+
 def report_tables(df: pd.DataFrame) -> dict[str, tuple[pd.DataFrame | None, str]]:
     """The report's tables by title: ``{title: (table or None, note)}``; a table that the
     results cannot support is None with the reason as its note.
@@ -159,23 +245,17 @@ def report_tables(df: pd.DataFrame) -> dict[str, tuple[pd.DataFrame | None, str]
         if not table.empty:
             out[f"Suite {suite}"] = (table, "Means of the suite's metrics as stored; never "
                                             "mixed with the probability suite.")
+    out.update(_contrast_tables(df))
     try:
-        sd = score_difference(df)
-        sd = sd.assign(ci=[f"[{lo:.1f}, {hi:.1f}]" if not (math.isnan(lo) or math.isnan(hi))
-                           else _MISSING for lo, hi in zip(sd["lo"], sd["hi"])])
-        sd = sd[["editor", "metric", "shared", "alone", "diff", "ci", "n_shared", "n_alone",
-                 "note"]].rename(columns={"shared": "same-subject", "alone": "other-subject",
-                                          "diff": "SD", "ci": "95% CI"})
-        out["Score Difference"] = (sd, "Score x100 of edits whose subject has other edits in "
-                                       "the same batch minus that of edits whose subject has "
-                                       "none (right after the batch; bootstrap CI).")
-    except ValueError as exc:
-        out["Score Difference"] = (None, str(exc))
-    try:
-        auc = interference_auc(df)[["editor", "embedding", "auc", "n", "n_failed", "note"]]
+        auc = interference_auc(df)
+        auc = auc.assign(ci=[_ci(lo, hi, ".3f") for lo, hi in zip(auc["lo"], auc["hi"])],
+                         units=[_units(n, u) for n, u in zip(auc["n_units"], auc["unit"])])
+        auc = auc[["editor", "embedding", "auc", "ci", "n", "n_failed", "n_strata", "units",
+                   "note"]].rename(columns={"ci": "95% CI", "n_strata": "strata"})
         out["Interference prediction (ROC-AUC)"] = (
             auc, "How well an edit's maximum similarity to the rest of its batch predicts "
-                 "that it fails (ES = 0); 0.5 = chance.")
+                 "that it fails (ES = 0); 0.5 = chance. Pairs of a failed and a successful "
+                 "edit are compared only within one scheduler x batch size. " + _INTERVALS)
     except ValueError as exc:
         out["Interference prediction (ROC-AUC)"] = (None, str(exc))
     health = health_table(df)

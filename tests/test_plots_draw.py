@@ -124,3 +124,23 @@ def test_plot_without_ax_makes_one(df):
         assert len(ax.lines) == 2  # the sequential trials of memit and rome
     finally:
         plt.close(ax.figure)
+
+
+def test_new_plots_draw_precomputed_tables(df, ax, monkeypatch):
+    from corredit.analysis import bootstrap as bootstrap_module
+    from corredit.plots import (attach_subjects, plot_scheduler_differences,
+                                plot_score_difference_curve, scheduler_differences,
+                                score_difference_curve)
+    from corredit.plots.testing import synthetic_subjects
+
+    data = attach_subjects(df, synthetic_subjects(24))
+    pairs = scheduler_differences(data, n_boot=50)
+    assert set(pairs["reference"]) == {"random"} and (pairs["unit"] == "subject").all()
+    curve = score_difference_curve(data, n_boot=50)
+    # drawing does no resampling: it only reads the tables
+    monkeypatch.setattr(bootstrap_module.Resampler, "weights",
+                        lambda *a, **k: pytest.fail("a drawing function resampled"))
+    assert plot_scheduler_differences(pairs, metric="ES", ax=ax) is ax
+    fig, axes = new_figure(1, 1)
+    assert plot_score_difference_curve(curve, metric="ES", ax=axes[0, 0]) is axes[0, 0]
+    assert [t.get_text() for t in axes[0, 0].get_xticklabels()] == ["2"]

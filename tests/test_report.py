@@ -56,8 +56,11 @@ def test_write_report_md_and_html(run_dir):
     assert (f"| sequential | rome | random | 1 | {rome_seq['n']} | {rome_seq['ES']:.1f} |"
             in md)
     for title in ("## Summary (probability suite)", "## Score Difference",
-                  "## Interference prediction (ROC-AUC)", "## Model health", "## Configuration"):
+                  "## Score Difference by scheduler", "## Score Difference by number of related",
+                  "## Scheduler differences (paired)", "## Interference prediction (ROC-AUC)",
+                  "## Model health", "## Configuration"):
         assert title in md
+    assert "subjects |" in md and "resampling whole subjects" in md  # edits.jsonl was read
     assert "![retention](figures/retention.png)" in md
     assert '<img src="figures/retention.png"' in page and "<table>" in page
     assert page.count("<img ") == md.count("![") == 2
