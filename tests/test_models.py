@@ -323,6 +323,43 @@ def test_logits_at_chosen_positions_equal_the_full_logits_there(handle):
     assert _hook_count(h.model) == 0
 
 
+def test_cached_prefix_then_suffix_equals_one_pass(handle):
+    """Left-padded prefixes run once with a cache; the suffixes attend to it with explicit
+    positions: values, additions and logits equal those of whole right-padded rows."""
+    from transformers import DynamicCache
+
+    h = handle
+    rows = [h.tokenizer(p)["input_ids"] for p in PROMPTS]
+    cut = [len(rows[0]) - 3, 1]                          # prefix lengths differ per row
+    b = _batch(h)
+    site = Site("mlp_out", 1, "output")
+    vec = torch.randn(2, h.hidden_size)
+    whole = trace(h, b["input_ids"], b["attention_mask"], read=[site],
+                  add={site: Addition(torch.tensor(cut), vec)})
+    width, s_width = max(cut), max(len(r) - c for r, c in zip(rows, cut))
+    pre = torch.zeros(2, width, dtype=torch.long)
+    pre_mask, pre_pos = torch.zeros_like(pre), torch.zeros_like(pre)
+    suf, suf_mask = torch.zeros(2, s_width, dtype=torch.long), torch.zeros(2, s_width, dtype=torch.long)
+    for i, (r, c) in enumerate(zip(rows, cut)):
+        pre[i, width - c:], pre_mask[i, width - c:] = torch.tensor(r[:c]), 1
+        pre_pos[i, width - c:] = torch.arange(c)
+        suf[i, : len(r) - c], suf_mask[i, : len(r) - c] = torch.tensor(r[c:]), 1
+    cache = DynamicCache()
+    first = trace(h, pre, attention_mask=pre_mask, position_ids=pre_pos, cache=cache)
+    assert first.logits.shape[:2] == (2, width) and cache.get_seq_length() == width
+    pos = torch.tensor(cut)[:, None] + torch.arange(s_width)
+    rest = trace(h, suf, attention_mask=torch.cat([pre_mask, suf_mask], 1), position_ids=pos,
+                 cache=cache, read=[site], add={site: Addition(torch.zeros(2, dtype=torch.long), vec)})
+    for i, (r, c) in enumerate(zip(rows, cut)):
+        n = len(r) - c
+        torch.testing.assert_close(rest.logits[i, :n], whole.logits[i, c: len(r)], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(rest.values[site][i, :n], whole.values[site][i, c: len(r)],
+                                   rtol=1e-4, atol=1e-5)
+    assert _hook_count(h.model) == 0
+    with pytest.raises(ValueError, match="position_ids must have the shape"):
+        trace(h, suf, attention_mask=suf_mask, position_ids=pos[:, :1])
+
+
 def test_eval_mode_restores_the_training_flag_even_on_errors(gpt2):
     from corredit.models import eval_mode
 

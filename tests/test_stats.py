@@ -19,6 +19,7 @@ from corredit.stats import (
     save_npz,
     second_moments,
 )
+from corredit.stats.products import error_bound
 
 TEXTS = [
     "The Eiffel Tower is located in the city of Paris, the capital of France.",
@@ -113,22 +114,24 @@ def test_padding_is_excluded(h, corpus):
     torch.testing.assert_close(padded.sum, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_single_pass_stops_after_highest_layer(h, corpus):
-    calls = {i: 0 for i in range(h.n_layers)}
-    head_calls = []
-    hooks = [h.adapter.module(h.model, "block", i).register_forward_hook(
-        lambda m, a, o, i=i: calls.__setitem__(i, calls[i] + 1)) for i in range(h.n_layers)]
-    hooks.append(h.model.get_output_embeddings().register_forward_hook(
-        lambda m, a, o: head_calls.append(1)))
+def test_single_pass_stops_at_the_highest_key(h, corpus):
+    calls: dict[tuple[str, int], int] = {}
+
+    def count(kind, i):
+        return lambda m, a, o: calls.__setitem__((kind, i), calls.get((kind, i), 0) + 1)
+
+    hooks = [h.adapter.module(h.model, kind, i).register_forward_hook(count(kind, i))
+             for i in range(h.n_layers) for kind in ("block", "mlp_in", "mlp_out")]
+    hooks.append(h.model.get_output_embeddings().register_forward_hook(count("head", 0)))
     try:
         second_moments(h, [1, 0], corpus, batch_size=4)
     finally:
         for hk in hooks:
             hk.remove()
-    n_batches = len(list(iter_token_batches(h.tokenizer, corpus, batch_size=4)))
-    assert n_batches == 3
-    assert calls == {0: n_batches, 1: n_batches, 2: 0}  # one pass; block 2 never runs
-    assert head_calls == []
+    n = len(list(iter_token_batches(h.tokenizer, corpus, batch_size=4)))
+    assert n == 3
+    # one pass per batch; layer 1 runs up to its key (mlp_out's input), nothing after it
+    assert calls == {("block", 0): n, ("mlp_in", 0): n, ("mlp_out", 0): n, ("mlp_in", 1): n}
 
 
 @pytest.mark.parametrize("budget", [1, 37, 64])
@@ -153,6 +156,50 @@ def test_mixed_precision_is_close_and_cached_apart(tmp_path, h, corpus):
     assert len(list(tmp_path.rglob("layer2.npz"))) == 2
     with pytest.raises(ValueError, match="unknown precision"):
         second_moments(h, [2], corpus, precision="float16")
+
+
+def test_mixed_error_within_the_stated_bound(h, corpus):
+    # batch_size=1: no padding, so the keys are those of the naive pass and the exact
+    # float64 sum of their products is known; flush_tokens=8 flushes many small blocks
+    rows = token_rows(h, TEXTS)
+    flush = 8
+    mixed = second_moments(h, [1], corpus, batch_size=1, precision="mixed", flush_tokens=flush)[1]
+    assert mixed.provenance["flush_tokens"] == flush
+    module = h.adapter.module(h.model, "mlp_out", 1)
+    keys = []
+    hook = module.register_forward_pre_hook(lambda m, args: keys.append(args[0][0].double()))
+    try:
+        with torch.no_grad():
+            for r in rows:
+                h.model(input_ids=torch.tensor([r]))
+    finally:
+        hook.remove()
+    k = torch.cat(keys)
+    exact, absolute = k.T @ k, k.abs().T @ k.abs()
+    err = (mixed.sum - exact).abs()
+    block = flush + max(len(r) for r in rows)          # a block's most tokens
+    assert mixed.count == k.shape[0]
+    assert 0 < float(err.max())                                       # not float64 products
+    assert bool((err <= error_bound(block) * absolute + 1e-12 * absolute).all())
+    # typical errors: far inside the worst case, about sqrt(M) u of |K|^T |K|
+    assert float((err / absolute.clamp(min=1e-30)).max()) < error_bound(block) / 4
+    assert float(err.norm() / exact.norm()) < 1e-6
+
+
+def test_mixed_resumed_equals_uninterrupted(tmp_path, h, corpus):
+    # checkpoints wait for a flush of the float32 partial sums, so the resumed run
+    # flushes where the uninterrupted one does
+    whole = second_moments(h, [0, 2], corpus, max_tokens=90, batch_size=2, precision="mixed",
+                           flush_tokens=40)
+    cache = StatsCache(tmp_path, batch_size=2, checkpoint_every=1, precision="mixed",
+                       flush_tokens=40)
+    with pytest.raises(KeyboardInterrupt):
+        cache.get(h, [0, 2], _Interrupting(corpus, after=5), max_tokens=90)
+    assert cache.partial_path(h, [0, 2], corpus, 90).is_file()
+    resumed = cache.get(h, [0, 2], corpus, max_tokens=90)
+    for layer in (0, 2):
+        assert resumed[layer].count == 90
+        assert torch.equal(resumed[layer].sum, whole[layer].sum)  # bit for bit
 
 
 def test_truncation_and_exhausted_corpus_warns(h):
@@ -180,7 +227,7 @@ def test_cache_hit_miss_and_provenance(tmp_path, corpus):
 
     # a hit runs no forward pass
     calls = []
-    hook = h.adapter.module(h.model, "block", 0).register_forward_hook(lambda *a: calls.append(1))
+    hook = h.adapter.module(h.model, "mlp_in", 0).register_forward_hook(lambda *a: calls.append(1))
     try:
         again = cache.get(h, [2, 0], corpus, max_tokens=40)
         assert calls == []

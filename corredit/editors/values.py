@@ -9,6 +9,7 @@ Usage::
     res = opt.optimize(units)          # joint
     ref = opt.optimize_each(units)     # the one-unit-at-a-time loop, same code path
     res.delta[:, 0]                    # (n_units, d) vectors for the first site
+    full = ValueOptimizer(h, sites, hp, incremental=False).optimize(units)   # reference passes
 
 Loss of unit u (ROME's and MEMIT's value objective): mean NLL of the new target over the unit's rewrite
 sequences + ``kl_factor`` x mean KL(p_delta || p_0) over its KL prompts (next-token
@@ -19,6 +20,14 @@ every step each vector is projected back into ``||delta|| <= clamp_norm_factor |
 The last of ``v_num_grad_steps`` iterations only evaluates, as in the reference code.
 Since each sequence sees only its own unit's vector and Adam acts per coordinate, the
 joint run equals the per-unit loop up to floating-point order.
+
+Passes (:mod:`corredit.editors.value_passes`): by default (``incremental=True``) the tokens
+before each sequence's vector position run once, and every step runs only the rest of
+the sequence on their cached attention keys and values; ``incremental=False`` runs the
+whole sequences at every step (the reference, same results up to floating-point order).
+The cached prefixes of one call are kept under ``max_cache_bytes`` by optimising the units
+in groups. ``opt.work`` counts the token-layers computed (forward, and backward through
+the blocks above the lowest site).
 """
 
 from __future__ import annotations
@@ -30,7 +39,8 @@ from typing import Iterator, Sequence
 import torch
 
 from corredit.editors.keys import fill_template
-from corredit.editors.sequences import pack, prompt_ids, subject_position, target_ids, token_chunks
+from corredit.editors.sequences import prompt_ids, subject_position, target_ids
+from corredit.editors.value_passes import FullPasses, PrefixPasses, ValueRows, prefix_cache_bytes
 
 __all__ = ["ValueUnit", "ValueResult", "ValueOptimizer", "MaskedAdam", "units_from_requests",
            "frozen_parameters"]
@@ -149,32 +159,24 @@ def frozen_parameters(model: torch.nn.Module) -> Iterator[None]:
             p.requires_grad_(f)
 
 
-@dataclass
-class _Rows:
-    ids: list[list[int]]
-    pos: list[int]                  # where the unit's vector is added (subject's last token)
-    unit: list[int]
-    kind: list[int]                 # 0 = rewrite (NLL), 1 = KL prompt
-    tgt_start: list[int]            # logits index predicting the first target token
-    tgt: list[list[int]]
-    bare_row: list[int]             # per unit: its first rewrite row
-    n_nll: torch.Tensor             # per unit: number of rewrite rows
-    n_kl: torch.Tensor              # per unit: number of KL rows
-    logit_pos: torch.Tensor | None = None   # per row: positions whose logits the loss reads
-
-
 class ValueOptimizer:
     """Joint optimisation of one vector per unit and per site (see module docstring)."""
 
-    def __init__(self, h, sites: Sequence, hp, *, max_batch_tokens: int = 16384) -> None:
+    def __init__(self, h, sites: Sequence, hp, *, max_batch_tokens: int = 16384,
+                 incremental: bool = True, max_cache_bytes: int = 2 << 30) -> None:
         if not sites:
             raise ValueError("ValueOptimizer needs at least one site")
         self.h = h
         self.sites = tuple(sites)
         self.hp = hp
         self.max_batch_tokens = int(max_batch_tokens)
+        self.incremental = bool(incremental)
+        self.max_cache_bytes = int(max_cache_bytes)
         self.model_dtype = next(h.model.parameters()).dtype
         self.dtype = torch.float64 if self.model_dtype == torch.float64 else torch.float32
+        #: Token-layers computed so far (forward, and backward through the blocks above
+        #: the lowest site), summed over calls; set to zeros to restart the count.
+        self.work = {"forward": 0, "backward": 0}
 
     # -- public -------------------------------------------------------------------------
     def optimize(self, units: Sequence[ValueUnit]) -> ValueResult:
@@ -182,16 +184,32 @@ class ValueOptimizer:
         if not units:
             raise ValueError("optimize: no units")
         with frozen_parameters(self.h.model):
-            return self._run(list(units))
+            return ValueResult.concat([self._run(g) for g in self._groups(list(units))])
 
     def optimize_each(self, units: Sequence[ValueUnit]) -> ValueResult:
         """One unit at a time (the reference procedure; same code path)."""
         return ValueResult.concat([self.optimize([u]) for u in units])
 
     # -- internals ----------------------------------------------------------------------
-    def _rows(self, units: list[ValueUnit]) -> _Rows:
+    def _groups(self, units: list[ValueUnit]) -> list[list[ValueUnit]]:
+        """Units split so that each group's cached prefixes fit ``max_cache_bytes`` (units
+        are independent, so the split changes nothing but memory)."""
+        if not self.incremental:
+            return [units]
+        groups: list[list[ValueUnit]] = [[]]
+        used = 0
+        for u in units:
+            size = prefix_cache_bytes(self.h, self._rows([u], logits=False))
+            if groups[-1] and used + size > self.max_cache_bytes:
+                groups.append([])
+                used = 0
+            groups[-1].append(u)
+            used += size
+        return groups
+
+    def _rows(self, units: list[ValueUnit], *, logits: bool = True) -> ValueRows:
         tok = self.h.tokenizer
-        r = _Rows([], [], [], [], [], [], [], torch.zeros(len(units)), torch.zeros(len(units)))
+        r = ValueRows([], [], [], [], [], [], [], torch.zeros(len(units)), torch.zeros(len(units)))
         tcache: dict[str, list[int]] = {}
         for u_i, u in enumerate(units):
             if not u.rewrites:
@@ -219,31 +237,12 @@ class ValueOptimizer:
                 r.tgt.append([])
             r.n_nll[u_i] = len(u.rewrites)
             r.n_kl[u_i] = len(u.kl_prompts)
-        r.logit_pos = self._logit_positions(r)
+        if logits:
+            r.logit_pos = self._logit_positions(r)
         return r
 
-    def _forward(self, rows: _Rows, idx: list[int], vectors: torch.Tensor | None, *,
-                 read: bool = False):
-        """Trace rows ``idx`` with ``vectors`` (n_units, n_sites, d) added at each row's
-        subject position; returns the trace result and those positions."""
-        from corredit.models import Addition, trace
-
-        dev = self.h.device
-        batch = pack([rows.ids[i] for i in idx], pad_id=self.h.tokenizer.pad_token_id, device=dev)
-        pos = torch.tensor([rows.pos[i] for i in idx], dtype=torch.long, device=batch.input_ids.device)
-        add = None
-        if vectors is not None:
-            unit = torch.tensor([rows.unit[i] for i in idx], dtype=torch.long, device=vectors.device)
-            add = {s: Addition(pos, vectors[unit, j].to(self.model_dtype))
-                   for j, s in enumerate(self.sites)}
-        keep = rows.logit_pos[torch.tensor(idx, dtype=torch.long)]
-        res = trace(self.h, batch.input_ids, attention_mask=batch.attention_mask,
-                    read=list(self.sites) if read else [], add=add or {}, grad=vectors is not None,
-                    logit_positions=keep)
-        return res, pos
-
     @staticmethod
-    def _logit_positions(rows: _Rows) -> torch.Tensor:
+    def _logit_positions(rows: ValueRows) -> torch.Tensor:
         """Per row (padded with 0), the positions whose logits the loss reads: every
         target token of a rewrite row, the subject position of a KL row. ``_terms`` indexes
         the compact logits ``trace`` returns for them: slot ``k`` of a rewrite row is its
@@ -255,7 +254,7 @@ class ValueOptimizer:
             out[i, :n] = torch.arange(start, start + n)
         return out
 
-    def _terms(self, rows: _Rows, idx: list[int], logits: torch.Tensor, logp0: torch.Tensor,
+    def _terms(self, rows: ValueRows, idx: list[int], logits: torch.Tensor, logp0: torch.Tensor,
                kl_slot: dict[int, int], n_units: int):
         """Per-unit NLL and KL sums contributed by rows ``idx`` (differentiable)."""
         dev = logits.device
@@ -299,7 +298,8 @@ class ValueOptimizer:
         dev = self.h.device
         kl_rows = [i for i, k in enumerate(rows.kind) if k == 1]
         kl_slot = {i: s for s, i in enumerate(kl_rows)}
-        lengths = [len(x) for x in rows.ids]
+        engine = PrefixPasses if self.incremental else FullPasses
+        passes = engine(self.h, self.sites, rows, max_batch_tokens=self.max_batch_tokens)
         n_nll = rows.n_nll.to(torch.float64).to(dev)
         n_kl = rows.n_kl.to(torch.float64).clamp(min=1).to(dev)
 
@@ -310,17 +310,16 @@ class ValueOptimizer:
         nll0 = torch.zeros(n, dtype=torch.float64, device=dev)
         bare = {b: u for u, b in enumerate(rows.bare_row)}
         with torch.no_grad():
-            for idx in token_chunks(lengths, self.max_batch_tokens):
-                res, pos = self._forward(rows, idx, None, read=True)
-                logits = res.logits
+            for idx in passes.chunks(range(len(rows.ids))):
+                logits, values = passes.forward(idx, None, read=True)
                 if v0 is None:
-                    d = res.values[self.sites[0]].shape[-1]
+                    d = values[self.sites[0]].shape[-1]
                     v0 = torch.zeros(n, n_s, d, dtype=self.dtype, device=dev)
                     logp0 = torch.zeros(len(kl_rows), logits.shape[-1], dtype=self.dtype, device=dev)
                 for j, i in enumerate(idx):
                     if i in bare:
                         for s_j, s in enumerate(self.sites):
-                            v0[bare[i], s_j] = res.values[s][j, rows.pos[i]].to(self.dtype)
+                            v0[bare[i], s_j] = values[s][j].to(self.dtype)
                     if i in kl_slot:
                         logp0[kl_slot[i]] = torch.log_softmax(   # slot 0: see _logit_positions
                             logits[j, 0].to(self.dtype), dim=-1)
@@ -348,11 +347,10 @@ class ValueOptimizer:
             delta.grad = None
             nll_acc = torch.zeros(n, dtype=torch.float64, device=dev)
             kl_acc = torch.zeros(n, dtype=torch.float64, device=dev)
-            for cidx in token_chunks([lengths[i] for i in live], self.max_batch_tokens):
-                idx = [live[c] for c in cidx]
+            for idx in passes.chunks(live):
                 with torch.set_grad_enabled(backward):
-                    res, _ = self._forward(rows, idx, delta)
-                    nll_p, kl_p = self._terms(rows, idx, res.logits, logp0, kl_slot, n)
+                    logits, _ = passes.forward(idx, delta, grad=backward)
+                    nll_p, kl_p = self._terms(rows, idx, logits, logp0, kl_slot, n)
                     nll_p = nll_p / n_nll
                     kl_p = kl_p / n_kl
                     if backward:
@@ -380,6 +378,8 @@ class ValueOptimizer:
                 scale = torch.where(over, max_norm / norms.clamp(min=1e-30), torch.ones_like(norms))
                 delta.mul_(scale.unsqueeze(-1))
 
+        for k, v in passes.work.items():
+            self.work[k] += v
         return ValueResult(
             case_ids=[u.case_id for u in units],
             delta=delta.detach().cpu(), v0=v0.detach().cpu(),

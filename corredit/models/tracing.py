@@ -236,6 +236,8 @@ def trace(
     stop_at_layer: int | None = None,
     grad: bool = False,
     logit_positions: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+    cache: Any = None,
 ) -> TraceResult:
     """One forward pass of ``handle.model`` reading ``read`` sites and adding ``add``.
 
@@ -246,12 +248,32 @@ def trace(
     is ``(batch, k, vocab)`` with ``logits[i, j]`` the logits at position
     ``logit_positions[i, j]`` of row ``i`` (the unembedding then costs k positions a row,
     not the whole sequence).
+
+    ``cache`` (a Hugging Face ``Cache``, e.g. ``DynamicCache()``) runs the pass with the
+    model's key/value cache: keys and values of earlier tokens already in ``cache`` are
+    attended to, and this pass's are appended to it. ``attention_mask`` then covers the
+    cached columns followed by ``input_ids``'; ``position_ids`` (``(batch, seq)``) gives
+    each token's position (needed when rows do not start at column 0, e.g. left-padded
+    prefixes). Positions in ``add`` and ``logit_positions`` index ``input_ids``' columns::
+
+        kv = DynamicCache()
+        trace(h, prefix, attention_mask=pm, position_ids=pp, cache=kv)      # fills kv
+        res = trace(h, suffix, attention_mask=torch.cat([pm, sm], 1),
+                    position_ids=sp, cache=kv, add={site: Addition(zeros, delta)}, grad=True)
     """
     model, adapter = _resolve(handle, None)
     device = getattr(handle, "device", None) or next(model.parameters()).device
     input_ids = input_ids.to(device)
     if attention_mask is not None:
         attention_mask = attention_mask.to(device)
+    extra: dict[str, Any] = {"use_cache": cache is not None}
+    if position_ids is not None:
+        if tuple(position_ids.shape) != tuple(input_ids.shape):
+            raise ValueError(f"position_ids must have the shape of input_ids {tuple(input_ids.shape)}, "
+                             f"got {tuple(position_ids.shape)}")
+        extra["position_ids"] = position_ids.to(device=device, dtype=torch.long)
+    if cache is not None:
+        extra[_cache_argument(model)] = cache
     hook = None
     if logit_positions is not None:
         if logit_positions.dim() != 2 or logit_positions.shape[0] != input_ids.shape[0]:
@@ -269,12 +291,21 @@ def trace(
         with torch.set_grad_enabled(grad), tracing(
             handle, read=read, add=add, stop_at_layer=stop_at_layer, keep_graph=grad
         ) as result:
-            out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            out = model(input_ids=input_ids, attention_mask=attention_mask, **extra)
             result.logits = out.logits
     finally:
         if hook is not None:
             hook.remove()
     return result
+
+
+def _cache_argument(model: torch.nn.Module) -> str:
+    """The keyword under which ``model.forward`` takes a key/value cache (``cache`` in
+    recent transformers, ``past_key_values`` before)."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 @contextmanager

@@ -11,8 +11,8 @@ Layout: ``ROOT/<model>/<corpus>-<key>/layer<L>.npz`` in the reference ``.npz`` l
 (``mom2.mom2``, ``mom2.count``) plus a ``corredit.provenance`` JSON record: model name,
 SHA-256 of its weights, layer, corpus identity, token budget, truncation length, token
 and document counts, dtype (the accumulation precision: "float64", or "mixed" for
-float32 products summed in float64). ``<key>`` hashes corpus identity, budget,
-truncation and precision.
+float32 partial sums flushed into float64, see :mod:`corredit.stats.products`).
+``<key>`` hashes corpus identity, budget, truncation and precision.
 
 Provenance. An entry is used only when model name, weights hash, layer, corpus, budget,
 truncation length and dtype all match the request. Otherwise ``on_mismatch="error"``
@@ -66,7 +66,7 @@ class StatsCache:
     def __init__(self, root: str | Path, *, on_mismatch: str = "error", batch_size: int = 16,
                  max_length: int | None = 128, precision: str = "float64",
                  checkpoint_every: int | None = None, checkpoint_seconds: float = 300.0,
-                 progress: bool = False) -> None:
+                 progress: bool = False, flush_tokens: int | None = None) -> None:
         if on_mismatch not in _MISMATCH_POLICIES:
             raise ValueError(f"on_mismatch must be one of {_MISMATCH_POLICIES}, got {on_mismatch!r}")
         self.root = Path(root).expanduser()
@@ -76,6 +76,7 @@ class StatsCache:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
         self.precision = precision
+        self.flush_tokens = flush_tokens      # "mixed" only: see corredit.stats.products
         self.checkpoint_every = checkpoint_every
         self.checkpoint_seconds = checkpoint_seconds
         self.progress = progress
@@ -234,7 +235,8 @@ class StatsCache:
                 state = None
             else:
                 batch_size = int(state.meta.get("batch_size", batch_size))
-        meta = {"provenance": want, "batch_size": batch_size, "layers": layers}
+        flush = self.flush_tokens if state is None else state.meta.get("flush_tokens", self.flush_tokens)
+        meta = {"provenance": want, "batch_size": batch_size, "layers": layers, "flush_tokens": flush}
 
         def checkpoint(s: StatsState) -> None:
             s.meta = meta
@@ -244,9 +246,9 @@ class StatsCache:
                            max_length=max_length, state=state, on_checkpoint=checkpoint,
                            checkpoint_every=self.checkpoint_every,
                            checkpoint_seconds=self.checkpoint_seconds, progress=self.progress,
-                           precision=self.precision)
+                           precision=self.precision, flush_tokens=flush)
         moments = finalize(h, state, corpus, max_tokens=max_tokens, max_length=max_length,
-                           batch_size=batch_size, precision=self.precision,
+                           batch_size=batch_size, precision=self.precision, flush_tokens=flush,
                            extra={"weights_hash": want["weights_hash"]})
         self.put(h, moments, corpus, max_tokens, max_length)
         ppath.unlink(missing_ok=True)

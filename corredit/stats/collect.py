@@ -6,16 +6,19 @@ Usage::
     mom = second_moments(h, layers=[2, 3], corpus=TextsCorpus(texts), max_tokens=20000)
     mom[3].matrix()                      # float64 (d_k, d_k)
 
-Every batch runs the model once, reading the input of ``mlp_out`` (the key) at every
-requested layer and stopping right after the highest one; the keys of non-padding
-tokens are gathered and added with one float64 matrix product per layer (only its upper
-block triangle is computed, and mirrored at the end). The budget
+Every batch runs the model once, multiplying the input of ``mlp_out`` (the key) of every
+requested layer where it is made and stopping at the highest one's key; the keys of
+non-padding tokens are added with one matrix product per layer (only its upper block
+triangle is computed, and mirrored at the end), in float64 or, with
+``precision="mixed"``, in float32 partial sums flushed into float64 with a stated error
+bound (see :mod:`corredit.stats.products`). The budget
 ``max_tokens`` counts non-padding tokens and is met exactly: the last batch is cut
 token by token in corpus order. Documents are truncated to ``max_length`` tokens.
 
 :func:`accumulate` is the resumable form: it starts from a :class:`StatsState` and
-hands a copy of its state to ``on_checkpoint`` every few batches; continuing from such a
-state gives bit for bit the result of an uninterrupted run (same batches, same order).
+hands a copy of its state to ``on_checkpoint`` every few batches (with ``"mixed"``, at the
+first flush of the partial sums after that); continuing from such a state gives bit for
+bit the result of an uninterrupted run (same batches, same order).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from corredit.models.tracing import eval_mode
 
 from corredit.stats.corpus import Corpus
 from corredit.stats.moment import SecondMoment
+from corredit.stats.products import DEFAULT_FLUSH_TOKENS, PRECISIONS, KeyProducts, add_upper, symmetrize
 
 __all__ = [
     "second_moments",
@@ -154,90 +158,30 @@ def _sync(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
-def _block_edges(d: int, blocks: int) -> list[int]:
-    blocks = max(1, min(blocks, d))
-    return [round(i * d / blocks) for i in range(blocks + 1)]
-
-
-#: Accumulation precisions: the dtype of each batch's product (sums are always float64).
-#: "float64" is exact up to float64 rounding; "mixed" multiplies in float32 (faster on
-#: CPUs and on GPUs with slow float64) and adds each batch's product into float64.
-PRECISIONS: dict[str, torch.dtype] = {"float64": torch.float64, "mixed": torch.float32}
-
-
-def _product_dtype(precision: str) -> torch.dtype:
-    try:
-        return PRECISIONS[precision]
-    except KeyError:
-        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}") from None
-
-
-def add_upper(total: torch.Tensor, keys: torch.Tensor, blocks: int = 1,
-              precision: str = "float64") -> None:
-    """``total += keysᵀ keys`` into a float64 ``total``, computing only block rows' upper
-    parts: with ``blocks`` row blocks, block row ``i`` gets ``keys[:, i]ᵀ keys[:, i:]``,
-    about ``(blocks + 1) / (2 blocks)`` of the full product's work. Entries below the
-    diagonal blocks are left untouched; :func:`symmetrize` mirrors the upper triangle."""
-    dtype = _product_dtype(precision)
-    k = keys.to(dtype)
-    e = _block_edges(total.shape[0], blocks) if blocks > 1 else [0, total.shape[0]]
-    for a, b in zip(e[:-1], e[1:]):
-        if dtype == torch.float64:
-            total[a:b, a:].addmm_(k[:, a:b].T, k[:, a:])
-        else:
-            total[a:b, a:] += (k[:, a:b].T @ k[:, a:]).to(torch.float64)
-
-
-def symmetrize(total: torch.Tensor) -> torch.Tensor:
-    """The symmetric matrix whose upper triangle (diagonal included) is ``total``'s."""
-    upper = torch.triu(total)
-    return upper + torch.triu(total, diagonal=1).T
-
-
-def default_blocks(d_k: int) -> int:
-    """Row blocks used by :func:`add_upper` for keys of size ``d_k``: blocks at least 64
-    wide, at most 8 of them (8 blocks do 56% of the full product's work)."""
-    return max(1, min(8, d_k // 64))
-
-
 class _Accumulator:
-    """Adds one batch's keys at every requested layer (one pass, one matmul per layer).
-
-    Sums accumulate in the upper triangle (see :func:`add_upper`) until
-    :func:`symmetrize` is applied by :func:`accumulate` at the end."""
+    """Adds one batch's keys at every requested layer (see :class:`KeyProducts`) and
+    keeps the state's document and token counts."""
 
     def __init__(self, h: Any, layers: list[int], blocks: int | None = None,
-                 precision: str = "float64") -> None:
-        from corredit.models import Site  # models sits left of stats
-
+                 precision: str = "float64", flush_tokens: int | None = None) -> None:
         self.h = h
-        self.top = max(layers)
-        self.sites = {l: Site("mlp_out", l, "input") for l in layers}
-        self.blocks = default_blocks(h.key_size) if blocks is None else blocks
-        _product_dtype(precision)
-        self.precision = precision
+        self.products = KeyProducts(h, layers, blocks, precision, flush_tokens)
+
+    @property
+    def clean(self) -> bool:
+        """No partial sums pending: the state is complete as it stands."""
+        return self.products.clean
 
     def add(self, state: StatsState, batch: TokenBatch) -> None:
-        from corredit.models import trace
-
         if batch.n_tokens:
             ids = batch.input_ids.to(self.h.device, non_blocking=True)
             mask = batch.attention_mask.to(self.h.device, non_blocking=True)
-            res = trace(self.h, ids, attention_mask=mask, read=list(self.sites.values()),
-                        stop_at_layer=self.top)
-            full = bool(batch.attention_mask.all())
-            keep = None if full else mask.reshape(-1).bool()
-            for layer, site in self.sites.items():
-                keys = res.values[site]
-                keys = keys.reshape(-1, keys.shape[-1])
-                if keep is not None:
-                    keys = keys[keep]
-                m = state.moments[layer]
-                add_upper(m.sum, keys, self.blocks, self.precision)
-                m.count += batch.n_tokens
-            del res
+            self.products.run(state, ids, mask, batch.n_tokens)
         state.documents += batch.n_documents
         state.tokens += batch.n_tokens
+
+    def finish(self, state: StatsState) -> None:
+        self.products.flush(state)
 
 
 def accumulate(h: Any, layers: Iterable[int], corpus: Corpus, *,
@@ -246,14 +190,14 @@ def accumulate(h: Any, layers: Iterable[int], corpus: Corpus, *,
                on_checkpoint: Callable[[StatsState], None] | None = None,
                checkpoint_every: int | None = None, checkpoint_seconds: float = 300.0,
                progress: bool = False, blocks: int | None = None,
-               precision: str = "float64") -> StatsState:
+               precision: str = "float64", flush_tokens: int | None = None) -> StatsState:
     """Run (or continue) a statistics pass; returns the final :class:`StatsState` (sums
     on the CPU and symmetric, ``finished=True``). ``on_checkpoint`` receives a CPU copy
     of the state every ``checkpoint_every`` batches (or, when that is None, every
     ``checkpoint_seconds``); until the pass finishes only the upper triangle of its sums
     is meaningful, and a state passed back in continues from that. ``blocks``: see
-    :func:`add_upper` (default :func:`default_blocks`); ``precision``: see
-    :data:`PRECISIONS`."""
+    :func:`add_upper` (default :func:`default_blocks`); ``precision`` and
+    ``flush_tokens``: see :mod:`corredit.stats.products`."""
     layers = _check_layers(h, layers)
     if max_tokens is not None and max_tokens < 1:
         raise ValueError(f"max_tokens must be positive, got {max_tokens}")
@@ -263,7 +207,7 @@ def accumulate(h: Any, layers: Iterable[int], corpus: Corpus, *,
     if missing:
         raise ValueError(f"resumed statistics state lacks layers {missing}")
     state.moments = {l: state.moments[l].to(h.device) for l in layers}
-    acc = _Accumulator(h, layers, blocks, precision)
+    acc = _Accumulator(h, layers, blocks, precision, flush_tokens)
     batches = iter_token_batches(h.tokenizer, corpus, batch_size=batch_size,
                                  max_length=max_length, max_tokens=max_tokens,
                                  start_document=state.documents, start_tokens=state.tokens)
@@ -273,6 +217,7 @@ def accumulate(h: Any, layers: Iterable[int], corpus: Corpus, *,
 
         bar = tqdm(total=max_tokens, initial=state.tokens, unit="tok", desc="second moments")
     last = time.monotonic()
+    due = False
     with eval_mode(h.model), torch.no_grad():
         for i, batch in enumerate(batches, 1):
             acc.add(state, batch)
@@ -280,11 +225,13 @@ def accumulate(h: Any, layers: Iterable[int], corpus: Corpus, *,
                 bar.update(batch.n_tokens)
             if on_checkpoint is None:
                 continue
-            due = (i % checkpoint_every == 0) if checkpoint_every else (
-                time.monotonic() - last >= checkpoint_seconds)
-            if due:
+            due = due or ((i % checkpoint_every == 0) if checkpoint_every else (
+                time.monotonic() - last >= checkpoint_seconds))
+            if due and acc.clean:           # partial sums are flushed where the run would
                 on_checkpoint(state.copy())
                 last = time.monotonic()
+                due = False
+        acc.finish(state)
     if bar is not None:
         bar.close()
     if max_tokens is not None and state.tokens < max_tokens:
@@ -299,22 +246,26 @@ def accumulate(h: Any, layers: Iterable[int], corpus: Corpus, *,
 def second_moments(h: Any, layers: Iterable[int], corpus: Corpus, *,
                    max_tokens: int | None = None, batch_size: int = 16,
                    max_length: int | None = 128, progress: bool = False,
-                   blocks: int | None = None, precision: str = "float64"
-                   ) -> dict[int, SecondMoment]:
+                   blocks: int | None = None, precision: str = "float64",
+                   flush_tokens: int | None = None) -> dict[int, SecondMoment]:
     """``{layer: SecondMoment}`` over ``corpus`` in a single pass (see module doc).
     Each moment's ``provenance`` records model, corpus, budget and token count (but not
     the weights hash, which :class:`~corredit.stats.StatsCache` adds)."""
     state = accumulate(h, layers, corpus, max_tokens=max_tokens, batch_size=batch_size,
                        max_length=max_length, progress=progress, blocks=blocks,
-                       precision=precision)
+                       precision=precision, flush_tokens=flush_tokens)
     return finalize(h, state, corpus, max_tokens=max_tokens, max_length=max_length,
-                    batch_size=batch_size, precision=precision)
+                    batch_size=batch_size, precision=precision, flush_tokens=flush_tokens)
 
 
 def finalize(h: Any, state: StatsState, corpus: Corpus, *, max_tokens: int | None,
              max_length: int | None, batch_size: int, precision: str = "float64",
-             extra: dict[str, Any] | None = None) -> dict[int, SecondMoment]:
-    """Attach provenance to the moments of a finished state."""
+             flush_tokens: int | None = None, extra: dict[str, Any] | None = None
+             ) -> dict[int, SecondMoment]:
+    """Attach provenance to the moments of a finished state (``"mixed"`` also records
+    its ``flush_tokens``)."""
+    if precision == "mixed":
+        extra = {"flush_tokens": flush_tokens or DEFAULT_FLUSH_TOKENS, **(extra or {})}
     out = {}
     for layer, m in state.moments.items():
         m.layer = layer
@@ -366,8 +317,8 @@ def bare_forward(h: Any, top_layer: int, batches: Iterable[TokenBatch]) -> int:
 def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tokens: int,
                        batch_size: int = 16, max_length: int | None = 128,
                        warmup_batches: int = 1, repeats: int = 1,
-                       blocks: int | None = None, precision: str = "float64"
-                       ) -> dict[str, float]:
+                       blocks: int | None = None, precision: str = "float64",
+                       flush_tokens: int | None = None) -> dict[str, float]:
     """Tokens per second of the statistics pass and of a bare forward pass to the same
     top layer, on the same pre-tokenized batches (tokenization is excluded from both).
     With ``repeats > 1`` the two passes alternate and the best time of each counts.
@@ -378,7 +329,7 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
     batches = list(iter_token_batches(h.tokenizer, corpus, batch_size=batch_size,
                                       max_length=max_length, max_tokens=max_tokens))
     warm = batches[:warmup_batches]
-    acc = _Accumulator(h, layers, blocks, precision)
+    acc = _Accumulator(h, layers, blocks, precision, flush_tokens)
 
     def stats_pass(bs: list[TokenBatch]) -> int:
         state = StatsState({l: SecondMoment.zeros(h.key_size, layer=l, device=h.device)
@@ -386,6 +337,7 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
         with eval_mode(h.model), torch.no_grad():
             for b in bs:
                 acc.add(state, b)
+            acc.finish(state)
         _sync(h.device)
         return state.tokens
 

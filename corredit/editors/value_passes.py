@@ -1,0 +1,215 @@
+"""Forward passes of the value optimisation: whole sequences at every step (the reference),
+or the fixed prefix once and only the suffix at every step (incremental).
+
+Usage::
+
+    from corredit.editors.value_passes import FullPasses, PrefixPasses
+    passes = PrefixPasses(h, sites, rows, max_batch_tokens=16384)   # runs the prefixes
+    for idx in passes.chunks(live_rows):
+        logits, v = passes.forward(idx, delta, read=True, grad=True)
+    passes.work            # {"forward": token-layers, "backward": token-layers}
+
+A vector is added at one position of a row (the subject's last token). Every hidden state
+at earlier positions, at every layer, is the same at every step, so :class:`PrefixPasses`
+runs the tokens before that position once per row (keeping their attention keys and
+values) and each step feeds only the rest of the row, attending to the cached prefix.
+Rows of a chunk are laid out with their prefixes left-padded to end in the same column
+and their suffixes right-padded; the attention mask hides the padding and explicit
+position ids keep every token at its own position, so column offsets agree with position
+offsets (what sliding-window attention measures). A KL row needs the logits of its first
+suffix token only and is cut there. Both classes return the logits at each row's
+``logit_pos`` (compact, ``(batch, k, vocab)``) and, with ``read``, the sites' values at
+the vector's position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from corredit.editors.sequences import pack, token_chunks
+
+__all__ = ["ValueRows", "FullPasses", "PrefixPasses", "backward_layers", "prefix_cache_bytes"]
+
+
+@dataclass
+class ValueRows:
+    """The token rows of a value optimisation, one per (unit, prompt)."""
+
+    ids: list[list[int]]
+    pos: list[int]                  # where the unit's vector is added (subject's last token)
+    unit: list[int]
+    kind: list[int]                 # 0 = rewrite (NLL), 1 = KL prompt
+    tgt_start: list[int]            # logits index predicting the first target token
+    tgt: list[list[int]]
+    bare_row: list[int]             # per unit: its first rewrite row
+    n_nll: torch.Tensor             # per unit: number of rewrite rows
+    n_kl: torch.Tensor              # per unit: number of KL rows
+    logit_pos: torch.Tensor | None = None   # per row: positions whose logits the loss reads
+
+    def end(self, i: int) -> int:
+        """Tokens of row ``i`` that the loss depends on (a KL row ends at its vector)."""
+        return self.pos[i] + 1 if self.kind[i] == 1 else len(self.ids[i])
+
+
+def backward_layers(h, sites: Sequence) -> int:
+    """Blocks a gradient passes through from the logits back to the lowest site."""
+    return h.n_layers - min(s.layer for s in sites)
+
+
+class FullPasses:
+    """Every step runs each row whole, right-padded (the reference procedure)."""
+
+    def __init__(self, h, sites: Sequence, rows: ValueRows, *, max_batch_tokens: int) -> None:
+        self.h, self.sites, self.rows = h, tuple(sites), rows
+        self.max_batch_tokens = int(max_batch_tokens)
+        self.model_dtype = next(h.model.parameters()).dtype
+        self.work = {"forward": 0, "backward": 0}
+        self._bwd_layers = backward_layers(h, self.sites)
+
+    def chunks(self, live: Sequence[int]) -> list[list[int]]:
+        """Row indices of ``live``, split into the batches of one step."""
+        lengths = [len(self.rows.ids[i]) for i in live]
+        return [[live[c] for c in idx] for idx in token_chunks(lengths, self.max_batch_tokens)]
+
+    def _additions(self, idx: list[int], vectors: torch.Tensor | None, positions: torch.Tensor):
+        from corredit.models import Addition
+
+        if vectors is None:
+            return {}
+        unit = torch.tensor([self.rows.unit[i] for i in idx], dtype=torch.long, device=vectors.device)
+        return {s: Addition(positions, vectors[unit, j].to(self.model_dtype))
+                for j, s in enumerate(self.sites)}
+
+    def _count(self, tokens: int, grad: bool) -> None:
+        self.work["forward"] += tokens * self.h.n_layers
+        if grad:
+            self.work["backward"] += tokens * self._bwd_layers
+
+    def forward(self, idx: list[int], vectors: torch.Tensor | None, *, read: bool = False,
+                grad: bool = False) -> tuple[torch.Tensor, dict | None]:
+        """Logits at the rows' ``logit_pos`` and (``read``) the sites' values at the
+        vectors' positions, ``{site: (batch, d)}``; ``vectors`` (n_units, n_sites, d) are
+        added at each row's position."""
+        from corredit.models import trace
+
+        rows = self.rows
+        batch = pack([rows.ids[i] for i in idx], pad_id=self.h.tokenizer.pad_token_id, device=self.h.device)
+        pos = torch.tensor([rows.pos[i] for i in idx], dtype=torch.long, device=batch.input_ids.device)
+        res = trace(self.h, batch.input_ids, attention_mask=batch.attention_mask,
+                    read=list(self.sites) if read else [], add=self._additions(idx, vectors, pos),
+                    grad=grad, logit_positions=rows.logit_pos[torch.tensor(idx, dtype=torch.long)])
+        self._count(batch.input_ids.numel(), grad)
+        values = None
+        if read:
+            ar = torch.arange(len(idx), device=pos.device)
+            values = {s: res.values[s][ar, pos] for s in self.sites}
+        return res.logits, values
+
+
+@dataclass
+class _Chunk:
+    rows: list[int]
+    pre_len: torch.Tensor           # (b,) real prefix tokens per row
+    pre_mask: torch.Tensor          # (b, P) left-padded
+    kv: list[tuple[torch.Tensor, torch.Tensor]]   # per layer (b, heads, P, head_dim)
+    ids: torch.Tensor               # (b, S) suffix tokens, right-padded
+    mask: torch.Tensor              # (b, S)
+    suf_len: torch.Tensor           # (b,)
+
+
+class PrefixPasses(FullPasses):
+    """Prefixes run once (at construction); every step runs the suffixes on the cached
+    keys and values (see module docstring). Chunks are fixed at construction; a step's
+    batch is the live rows of one chunk."""
+
+    def __init__(self, h, sites: Sequence, rows: ValueRows, *, max_batch_tokens: int) -> None:
+        super().__init__(h, sites, rows, max_batch_tokens=max_batch_tokens)
+        suffix = [rows.end(i) - rows.pos[i] for i in range(len(rows.ids))]
+        self._chunks = [self._build(c) for c in token_chunks(suffix, self.max_batch_tokens)]
+        self._where = {i: (c, j) for c, ch in enumerate(self._chunks) for j, i in enumerate(ch.rows)}
+
+    def chunks(self, live: Sequence[int]) -> list[list[int]]:
+        keep = set(live)
+        out = [[i for i in ch.rows if i in keep] for ch in self._chunks]
+        return [c for c in out if c]
+
+    @torch.no_grad()
+    def _build(self, idx: list[int]) -> _Chunk:
+        from corredit.models import trace
+
+        rows, dev = self.rows, self.h.device
+        pad = int(self.h.tokenizer.pad_token_id)
+        pre = [rows.ids[i][: rows.pos[i]] for i in idx]
+        suf = [rows.ids[i][rows.pos[i]: rows.end(i)] for i in idx]
+        b, width = len(idx), max(len(p) for p in pre)
+        pre_ids = torch.full((b, width), pad, dtype=torch.long)
+        pre_pos = torch.zeros((b, width), dtype=torch.long)
+        pre_mask = torch.zeros((b, width), dtype=torch.long)
+        for r, p in enumerate(pre):
+            if p:
+                pre_ids[r, width - len(p):] = torch.tensor(p, dtype=torch.long)
+                pre_pos[r, width - len(p):] = torch.arange(len(p))
+                pre_mask[r, width - len(p):] = 1
+        packed = pack(suf, pad_id=pad, device=dev)
+        kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if width:
+            from transformers import DynamicCache
+
+            cache = DynamicCache()
+            trace(self.h, pre_ids, attention_mask=pre_mask, position_ids=pre_pos, cache=cache,
+                  logit_positions=torch.zeros((b, 1), dtype=torch.long))
+            self._count(b * width, False)
+            keep = pre_mask.to(dev).bool()[:, None, :, None]
+            # padding columns are never attended to; zeroing them keeps them finite
+            kv = [(layer.keys.masked_fill(~keep, 0), layer.values.masked_fill(~keep, 0))
+                  for layer in cache.layers]
+        return _Chunk(list(idx), torch.tensor([len(p) for p in pre]), pre_mask.to(dev), kv,
+                      packed.input_ids, packed.attention_mask, packed.lengths.cpu())
+
+    def forward(self, idx: list[int], vectors: torch.Tensor | None, *, read: bool = False,
+                grad: bool = False) -> tuple[torch.Tensor, dict | None]:
+        from corredit.models import trace
+
+        c = self._where[idx[0]][0]
+        ch = self._chunks[c]
+        slots = [self._where[i][1] for i in idx]
+        if any(self._where[i][0] != c for i in idx):
+            raise ValueError("PrefixPasses.forward: rows of one batch must come from one chunk")
+        pre_len, suf_len = ch.pre_len[slots], ch.suf_len[slots]
+        width, s_width = int(pre_len.max()), int(suf_len.max())
+        cut = ch.pre_mask.shape[1] - width            # leading columns that are padding in every row
+        sel = None if len(slots) == len(ch.rows) else torch.tensor(slots, device=ch.ids.device)
+
+        def rows_of(x: torch.Tensor) -> torch.Tensor:
+            return x if sel is None else x.index_select(0, sel)
+
+        pre_mask = rows_of(ch.pre_mask)[:, cut:]
+        ids, mask = rows_of(ch.ids)[:, :s_width], rows_of(ch.mask)[:, :s_width]
+        position = pre_len.to(ids.device)[:, None] + torch.arange(s_width, device=ids.device)
+        cache = None
+        if width:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(ddp_cache_data=[(rows_of(k)[:, :, cut:], rows_of(v)[:, :, cut:])
+                                                 for k, v in ch.kv])
+        rows = self.rows
+        zero = torch.zeros(len(idx), dtype=torch.long, device=ids.device)
+        start = torch.tensor([rows.pos[i] for i in idx], dtype=torch.long)
+        logit_pos = (rows.logit_pos[torch.tensor(idx, dtype=torch.long)] - start[:, None]).clamp(min=0)
+        res = trace(self.h, ids, attention_mask=torch.cat([pre_mask, mask], 1), position_ids=position,
+                    cache=cache, read=list(self.sites) if read else [],
+                    add=self._additions(idx, vectors, zero), grad=grad, logit_positions=logit_pos)
+        self._count(ids.numel(), grad)
+        values = {s: res.values[s][:, 0] for s in self.sites} if read else None
+        return res.logits, values
+
+
+def prefix_cache_bytes(h, rows: ValueRows) -> int:
+    """Estimated memory of the cached prefixes of ``rows`` (keys and values of every layer,
+    estimated at the hidden width)."""
+    itemsize = torch.finfo(next(h.model.parameters()).dtype).bits // 8
+    return sum(rows.pos) * h.n_layers * 2 * h.hidden_size * itemsize
+

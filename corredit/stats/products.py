@@ -1,0 +1,178 @@
+"""Key products of the statistics pass: ``Σ k kᵀ`` of each layer, added into float64 sums.
+
+Usage::
+
+    from corredit.stats.products import KeyProducts
+    prod = KeyProducts(h, layers=[2, 3], precision="mixed")
+    prod.run(state, input_ids, attention_mask)    # one forward pass, every layer's product
+    prod.flush(state)                             # pending float32 partial sums -> float64
+
+One forward pass per batch: a pre-hook on each requested layer's ``mlp_out`` multiplies the
+keys where they are made (no copies of the activations besides dropping padding), and
+the pass stops at the key of the highest layer (its ``mlp_out`` and everything after it
+never run). Only block rows' upper parts are computed (:func:`add_upper`); the lower
+triangle is mirrored at the end (:func:`symmetrize`).
+
+Precisions (:data:`PRECISIONS`):
+
+* ``"float64"``: keys are converted to float64 and multiplied in float64; exact up to
+  float64 rounding.
+* ``"mixed"``: keys (float32, as the model computes them) are multiplied in float32 and
+  summed into a float32 partial sum, which is added into the float64 sum after the
+  first batch that brings it to ``flush_tokens`` tokens (so a block holds fewer than
+  ``flush_tokens`` plus one batch's tokens; :attr:`KeyProducts.max_block` records the
+  largest). Accuracy: a block of ``m`` tokens carries the error of float32 dot products
+  of length ``m``, so elementwise ``|C_mixed - C_exact| <= γ(M) · (|K|ᵀ|K|)`` with
+  ``γ(M) = M u / (1 - M u)``, ``u = 2^-24``, ``M = max_block`` (:func:`error_bound`),
+  plus float64 rounding; typical errors are about ``sqrt(M) u`` of ``|K|ᵀ|K|``. (Keys of
+  the same tokens computed in padded and in unpadded batches already differ at float32
+  rounding.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["PRECISIONS", "DEFAULT_FLUSH_TOKENS", "KeyProducts", "add_upper", "symmetrize",
+           "default_blocks", "error_bound"]
+
+#: Accumulation precisions (see module docstring): the dtype of the products.
+PRECISIONS: dict[str, torch.dtype] = {"float64": torch.float64, "mixed": torch.float32}
+#: Tokens summed in float32 before a flush into float64 (``"mixed"``).
+DEFAULT_FLUSH_TOKENS = 1024
+_U32 = 2.0 ** -24
+
+
+def product_dtype(precision: str) -> torch.dtype:
+    """The product dtype of ``precision``; a clear error for unknown names."""
+    try:
+        return PRECISIONS[precision]
+    except KeyError:
+        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}") from None
+
+
+def error_bound(block_tokens: int) -> float:
+    """``γ(M)`` for blocks of at most ``M`` tokens: the elementwise bound of ``"mixed"``
+    relative to ``|K|ᵀ|K|``."""
+    mu = block_tokens * _U32
+    return mu / (1 - mu)
+
+
+def _block_edges(d: int, blocks: int) -> list[int]:
+    blocks = max(1, min(blocks, d))
+    return [round(i * d / blocks) for i in range(blocks + 1)]
+
+
+def default_blocks(d_k: int) -> int:
+    """Row blocks used by :func:`add_upper` for keys of size ``d_k``: blocks at least 64
+    wide, at most 8 of them (8 blocks do 56% of the full product's work)."""
+    return max(1, min(8, d_k // 64))
+
+
+def add_upper(total: torch.Tensor, keys: torch.Tensor, blocks: int = 1,
+              precision: str = "float64") -> None:
+    """``total += keysᵀ keys``, computing only block rows' upper parts: with ``blocks``
+    row blocks, block row ``i`` gets ``keys[:, i]ᵀ keys[:, i:]``, about
+    ``(blocks + 1) / (2 blocks)`` of the full product's work. Entries below the diagonal
+    blocks are left untouched; :func:`symmetrize` mirrors the upper triangle. ``total``
+    is float64, or float32 for a partial sum (then ``precision`` must be ``"mixed"``)."""
+    dtype = product_dtype(precision)
+    k = keys if keys.dtype == dtype else keys.to(dtype)
+    e = _block_edges(total.shape[0], blocks)
+    for a, b in zip(e[:-1], e[1:]):
+        if total.dtype == dtype:
+            total[a:b, a:].addmm_(k[:, a:b].T, k[:, a:])
+        else:
+            total[a:b, a:] += (k[:, a:b].T @ k[:, a:]).to(total.dtype)
+
+
+def _add_upper_from(total: torch.Tensor, partial: torch.Tensor, blocks: int) -> None:
+    """``total += partial`` on the block rows' upper parts (where products were added)."""
+    e = _block_edges(total.shape[0], blocks)
+    for a, b in zip(e[:-1], e[1:]):
+        total[a:b, a:] += partial[a:b, a:]
+
+
+def symmetrize(total: torch.Tensor) -> torch.Tensor:
+    """The symmetric matrix whose upper triangle (diagonal included) is ``total``'s."""
+    upper = torch.triu(total)
+    return upper + torch.triu(total, diagonal=1).T
+
+
+class _Stop(Exception):
+    """Raised by the hook of the highest layer once its keys are multiplied."""
+
+
+class KeyProducts:
+    """Adds every requested layer's ``Σ k kᵀ`` of one batch with one forward pass (see
+    module docstring); the state's sums hold only the upper block rows until the end."""
+
+    def __init__(self, h: Any, layers: list[int], blocks: int | None = None,
+                 precision: str = "float64", flush_tokens: int | None = None) -> None:
+        self.h = h
+        self.layers = sorted(int(l) for l in layers)
+        self.top = self.layers[-1]
+        self.blocks = default_blocks(h.key_size) if blocks is None else int(blocks)
+        self.precision = precision
+        self.dtype = product_dtype(precision)
+        self.flush_tokens = DEFAULT_FLUSH_TOKENS if flush_tokens is None else int(flush_tokens)
+        if self.flush_tokens < 1:
+            raise ValueError(f"flush_tokens must be positive, got {flush_tokens}")
+        self.partial: dict[int, torch.Tensor] = {}
+        self.pending = 0                      # tokens in the float32 partial sums
+        self.max_block = 0                    # most tokens a flushed block held
+
+    @property
+    def clean(self) -> bool:
+        """True when no partial sums wait for a flush (the state is complete)."""
+        return self.pending == 0
+
+    def run(self, state: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+            n_tokens: int) -> None:
+        """One forward pass over a right-padded batch; adds its non-padding keys."""
+        model, adapter = self.h.model, self.h.adapter
+        full = bool(attention_mask.all())
+        keep = None if full else attention_mask.reshape(-1).nonzero().flatten()
+        mixed = self.dtype != torch.float64
+
+        def hook_for(layer: int):
+            def hook(module, args):
+                x = args[0]
+                k = x.reshape(-1, x.shape[-1])
+                if keep is not None:
+                    k = k.index_select(0, keep)
+                if mixed:
+                    if layer not in self.partial:
+                        self.partial[layer] = torch.zeros(k.shape[1], k.shape[1], dtype=self.dtype,
+                                                          device=k.device)
+                    add_upper(self.partial[layer], k, self.blocks, self.precision)
+                else:
+                    add_upper(state.moments[layer].sum, k, self.blocks, self.precision)
+                state.moments[layer].count += n_tokens
+                if layer == self.top:
+                    raise _Stop()
+            return hook
+
+        handles = [adapter.module(model, "mlp_out", l).register_forward_pre_hook(hook_for(l))
+                   for l in self.layers]
+        try:
+            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        except _Stop:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        if mixed:
+            self.pending += n_tokens
+            if self.pending >= self.flush_tokens:
+                self.flush(state)
+
+    def flush(self, state: Any) -> None:
+        """Add the float32 partial sums into the state's float64 sums and clear them."""
+        self.max_block = max(self.max_block, self.pending)
+        for layer, partial in self.partial.items():
+            _add_upper_from(state.moments[layer].sum, partial, self.blocks)
+            partial.zero_()
+        self.pending = 0
