@@ -217,7 +217,9 @@ class RomeHParams(Mom2HParams):
 
 @dataclass(frozen=True)
 class MemitHParams(Mom2HParams):
-    """MEMIT over ``layers`` (ascending); λ = ``mom2_update_weight``."""
+    """MEMIT over ``layers`` (ascending); λ = ``mom2_update_weight``; ``post_norm_targets``
+    maps residual targets through a norm that follows the MLP, where the architecture has
+    one (Gemma-3; see :mod:`corredit.editors.post_norm`)."""
 
     layers: tuple[int, ...] = (0,)
     mom2_update_weight: float = 15000.0
@@ -225,6 +227,7 @@ class MemitHParams(Mom2HParams):
     context_prompts: tuple[str, ...] = ("The", "Therefore", "Because", "I", "You")
     context_templates: tuple[tuple[int, int], ...] = ((10, 1),)
     key_averaging: str = "two_level"
+    post_norm_targets: bool = True
 
     def validate(self, *, where: str = "") -> None:
         super().validate(where=where)

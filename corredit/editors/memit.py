@@ -10,7 +10,9 @@ Usage::
 Targets ``z_i = h_i + delta_i`` at the residual stream after the last layer; for each layer
 ``l_j`` ascending, keys ``K`` and hidden states ``H`` are recomputed on the partially edited
 model, ``R = (Z - H) / (L - j)`` and ``dW = R K^T (lam C + K K^T)^-1`` (float64).
-``mom2_precision="float32"`` rounds ``C`` to float32 before that solve, as the reference
+Where a norm follows the MLP (Gemma-3's ``post_feedforward_layernorm``), each layer's
+residual target is mapped through it first (:mod:`corredit.editors.post_norm`;
+``post_norm_targets = false`` turns that off). ``mom2_precision="float32"`` rounds ``C`` to float32 before that solve, as the reference
 code's float32 statistics do (see :class:`~corredit.editors.hparams.Mom2HParams`).
 """
 
@@ -25,6 +27,7 @@ from corredit.editors.covariance import second_moment_matrices
 from corredit.editors.hparams import MemitHParams
 from corredit.editors.keys import KeyReader
 from corredit.editors.linalg import memit_update
+from corredit.editors.post_norm import mlp_output_change
 from corredit.editors.templates import flatten_groups
 from corredit.editors.values import ValueOptimizer, ValueResult, units_from_requests
 
@@ -74,7 +77,13 @@ class MEMIT(Editor):
             hidden = reader.bare(vals[h_site])                            # (n, d)
             zz = z.to(hidden.device)
             resid = (zz - hidden) / (len(layers) - j)
-            d_w = memit_update(resid.T, keys.T, covs[layer], hp.mom2_update_weight)
+            change = resid
+            norm = h.adapter.post_norm_module(h.model, layer) if hp.post_norm_targets else None
+            if norm is not None:          # a norm follows the MLP: aim its output, not the sum
+                m_site = Site("mlp_out", layer, "output")
+                m = reader.bare(reader.read([m_site])[m_site])
+                change = mlp_output_change(norm, m, resid.to(m.device)).to(resid.device)
+            d_w = memit_update(change.T, keys.T, covs[layer], hp.mom2_update_weight)
             h.adapter.add_to_mlp_out_weight(h.model, layer, d_w.to(dtype))
             layer_updates.append({
                 "layer": layer,

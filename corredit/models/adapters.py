@@ -173,6 +173,13 @@ class ArchitectureAdapter:
         """Number of transformer blocks."""
         return len(self.block_list(model))
 
+    def post_norm_module(self, model: "nn.Module", layer: int) -> "nn.Module | None":
+        """The norm between the MLP output and the residual stream at ``layer`` (see
+        ``mlp_post_norm``), or None when the MLP output joins the residual stream as it is."""
+        if self.mlp_post_norm is None:
+            return None
+        return resolve_module(self.module(model, "block", layer), self.mlp_post_norm)
+
     # -- MLP output weight -------------------------------------------------------------
     def _mlp_out_param(self, model: "nn.Module", layer: int) -> "torch.nn.Parameter":
         module = self.module(model, "mlp_out", layer)

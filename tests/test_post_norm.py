@@ -1,0 +1,50 @@
+"""MEMIT's residual targets through a norm after the MLP (Gemma-3)."""
+
+from __future__ import annotations
+
+import torch
+
+from corredit.editors import get_editor
+from corredit.editors.post_norm import mlp_output_change
+from corredit.models.testing import TINY_TEXT, tiny_model
+from corredit.stats import TextsCorpus, second_moments
+from corredit.types import EditRequest
+
+
+def _norm(d=16, seed=0):
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
+
+    norm = Gemma3RMSNorm(d, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(d, generator=torch.Generator().manual_seed(seed)) * 0.5)
+    return norm.double()
+
+
+def test_reachable_target_is_met_exactly_and_zero_stays_zero():
+    norm = _norm()
+    g = torch.Generator().manual_seed(1)
+    m = torch.randn(3, 16, generator=g, dtype=torch.float64) * 4
+    # (up to the norm's eps: 1e-6 against mean(m^2) ~ 16)
+    assert mlp_output_change(norm, m, torch.zeros_like(m)).abs().max() < 1e-5
+    m2 = m + torch.randn(3, 16, generator=g, dtype=torch.float64)
+    resid = norm(m2) - norm(m)
+    change = mlp_output_change(norm, m, resid)
+    torch.testing.assert_close(norm(m + change), norm(m2), rtol=1e-6, atol=1e-6)
+    # the MLP output keeps its scale
+    torch.testing.assert_close((m + change).pow(2).mean(-1), m.pow(2).mean(-1), rtol=1e-9, atol=0)
+    # without the mapping the sum would move by the norm's gain and scale instead
+    assert (norm(m + resid) - norm(m2)).abs().max() > 1e-2
+
+
+def test_memit_on_gemma3_meets_its_targets_through_the_norm():
+    h = tiny_model("Gemma3ForCausalLM", tokenizer="bos", seed=0)
+    req = EditRequest(case_id="0", subject="Danielle Darrieux", relation_id="r",
+                      prompt="The mother tongue of {} is", target_new="English", target_true="French")
+    stats = second_moments(h, [0], TextsCorpus(TINY_TEXT.splitlines(), identity="tiny"), max_tokens=300)
+    miss = {}
+    for mapped in (True, False):
+        ed = get_editor("memit")({"layers": [0], "post_norm_targets": mapped, "mom2_update_weight": 1e-3})
+        res = ed.apply(h, [req], stats=stats, seed=0)
+        miss[mapped] = res.diagnostics["target_miss"][0]
+        ed.restore(h)
+    assert miss[True] < 0.5 * miss[False], miss
