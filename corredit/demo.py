@@ -6,6 +6,7 @@ Usage::
     res = run_demo("runs/demo")                 # or quick=True for the reduced CI version
     res.summary                                 # the summary table (scores x100)
     res.score_difference                        # same-subject minus other-subject scores
+    res.scheduler_differences                   # each scheduler minus decorrelated, paired
     res.seconds, res.figures, res.report
 
     corredit demo --out runs/demo [--quick]      # the same from the command line
@@ -49,6 +50,7 @@ class DemoResult:
     results: pd.DataFrame
     summary: pd.DataFrame
     score_difference: pd.DataFrame
+    scheduler_differences: pd.DataFrame
     figures: list[Path]
     report: tuple[Path, Path]
 
@@ -59,7 +61,7 @@ def demo_config(quick: bool = False) -> RunConfig:
 
 
 def _score_difference(df: pd.DataFrame) -> pd.DataFrame:
-    from corredit.plots.compute import score_difference
+    from corredit.analysis.contrasts import score_difference
 
     try:
         return score_difference(df, metrics=["ES", "PS", "S"])
@@ -67,24 +69,35 @@ def _score_difference(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
 
 
+def _scheduler_differences(df: pd.DataFrame) -> pd.DataFrame:
+    from corredit.analysis.contrasts import scheduler_differences
+
+    try:
+        return scheduler_differences(df, metrics=["ES", "PS", "NS"])
+    except (ValueError, KeyError):
+        return pd.DataFrame()
+
+
 def demo_text(res: DemoResult) -> str:
-    """The demo's console summary: the summary table, the correlated vs decorrelated
-    contrast of every batch-mode editor, the Score Difference, the files and time."""
+    """The demo's console summary: the summary table, the paired correlated minus
+    decorrelated contrast of every batch-mode editor, the Score Difference (within
+    scheduler x batch size strata), the files and time; intervals resample subjects."""
     from corredit.report import markdown_table
 
     lines = [f"corredit demo: {res.root}", "", "Summary (probability suite, scores x100, "
              "after all edits; mode batch: after the case's own batch):", ""]
     lines.append(markdown_table(res.summary) if not res.summary.empty else "(no scores)")
-    contrast = res.summary[res.summary["scheduler"].isin(["correlated", "decorrelated"])] \
-        if not res.summary.empty else res.summary
-    if not contrast.empty:
-        keys = [c for c in ("editor", "mode", "batch_size") if c in contrast.columns]
-        wide = contrast.pivot_table(index=keys, columns="scheduler", values="ES").reset_index()
-        if {"correlated", "decorrelated"} <= set(wide.columns):
-            wide["ES correlated - decorrelated"] = wide["correlated"] - wide["decorrelated"]
-            lines += ["", "Efficacy (ES) in correlated vs decorrelated batches:", "",
-                      markdown_table(wide.rename(columns={"correlated": "ES correlated",
-                                                          "decorrelated": "ES decorrelated"}))]
+    pairs = res.scheduler_differences
+    if not pairs.empty:
+        es = pairs[(pairs["metric"] == "ES") & (pairs["scheduler"] == "correlated")]
+        if not es.empty:
+            shown = es.assign(ci=[f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(es["lo"], es["hi"])])
+            keys = [c for c in ("editor", "batch_size") if c in shown.columns]
+            shown = shown[[*keys, "score", "reference_score", "diff", "ci", "n_units"]].rename(
+                columns={"score": "ES correlated", "reference_score": "ES decorrelated",
+                         "diff": "difference", "ci": "95% CI", "n_units": "subjects"})
+            lines += ["", "Efficacy (ES) in correlated minus decorrelated batches, paired on the "
+                          "same edits (interval: subjects resampled):", "", markdown_table(shown)]
     sd = res.score_difference
     if not sd.empty:
         shown = sd.assign(ci=[f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(sd["lo"], sd["hi"])])
@@ -111,7 +124,7 @@ def run_demo(out: str | os.PathLike[str], *, quick: bool = False,
     """Run the demo into ``out``: results, ``figures/``, ``report.md`` / ``report.html``;
     print :func:`demo_text` to ``stream`` (None: print nothing). ``workers``: trial
     processes (default :func:`default_workers`)."""
-    from corredit.plots import make_all_figures, summary_table
+    from corredit.plots import make_all_figures, read_run, summary_table
     from corredit.report import write_report
     from corredit.runner import run_experiment
 
@@ -119,11 +132,12 @@ def run_demo(out: str | os.PathLike[str], *, quick: bool = False,
     cfg = demo_config(quick)
     folder = run_experiment(cfg, out, progress=progress,
                             workers=default_workers() if workers is None else workers)
-    df = folder.read_results()
+    df = read_run(folder.root).results          # with each case's subject (edits.jsonl)
     figures = make_all_figures(folder.root, folder.root / "figures", formats=("png",))
     report = write_report(folder.root, figures_dir=folder.root / "figures")
     res = DemoResult(root=folder.root, seconds=time.perf_counter() - started, results=df,
                      summary=summary_table(df), score_difference=_score_difference(df),
+                     scheduler_differences=_scheduler_differences(df),
                      figures=figures, report=report)
     if stream is not None:
         print(demo_text(res), file=stream)

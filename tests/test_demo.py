@@ -79,5 +79,6 @@ def test_demo_quick_end_to_end(tmp_path):
     text = proc.stdout
     assert "| memit |" in text and "| same_subject_together |" in text
     assert "Score Difference" in text and str(out / "report.md") in text
+    assert "correlated minus decorrelated batches, paired" in text
     report = (out / "report.md").read_text()
     assert "figures/scheduler_comparison.png" in report
