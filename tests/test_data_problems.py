@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from corredit.data import PROBLEM_KINDS, DataError, load_dataset, load_records
 from corredit.data.problems import (
-    DUPLICATE_CASE_ID, EMPTY_TARGET, MISSING_FIELD, SAME_TARGET, SUBJECT_NOT_IN_PROMPT,
-    UNREADABLE, WRONG_TYPE,
+    DUPLICATE_CASE_ID, EMPTY_TARGET, MISSING_FIELD, NOT_UTF8, SAME_TARGET,
+    SUBJECT_NOT_IN_PROMPT, UNREAD_REST, UNREADABLE, WRONG_TYPE,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
@@ -82,7 +82,8 @@ def test_truncated_array_keeps_the_records_before_the_break():
     assert [r.subject for r in res.requests] == ["A", "B"]
     assert res.n_input == 3 and res.n_set_aside == 1
     p = res.problems[0]
-    assert p.kind == UNREADABLE and p.line == 13 and "from here on" in p.message
+    assert p.kind == UNREAD_REST and p.line == 13 and "from here on" in p.message
+    assert res.unread_files == (str(BAD / "truncated.json"),)
     with pytest.raises(DataError, match="truncated.json:13"):
         load_dataset(BAD / "truncated.json", strict=True)
 
@@ -110,8 +111,8 @@ def test_whole_file_problems(tmp_path):
     p = tmp_path / "latin1.json"
     p.write_bytes('[{"subject": "Caf\xe9"}]'.encode("latin-1"))
     res = load_dataset(p, format="triples")
-    assert res.n_input == 0 and res.problems[0].kind == UNREADABLE
-    assert "UTF-8" in res.problems[0].message
+    assert res.n_input == 1 and res.n_set_aside == 1 and res.problems[0].kind == NOT_UTF8
+    assert "UTF-8" in res.problems[0].message and res.problems[0].index == 0
     with pytest.raises(DataError):
         load_dataset(p, format="triples", strict=True)
     extra = tmp_path / "extra.json"
@@ -267,7 +268,7 @@ def test_random_jsonl_text_never_crashes(lines):
         path = Path(tmp) / "facts.jsonl"
         path.write_text(text, encoding="utf-8")
         res = load_dataset(path, format="triples")
-        n_lines = sum(1 for line in text.splitlines() if line.strip())
+        n_lines = sum(1 for line in text.split("\n") if line.strip())  # JSON Lines: "\n" only
         _check_result_file(res, n_lines, str(path))
         try:
             load_dataset(path, format="triples", strict=True)

@@ -3,7 +3,7 @@
 Usage::
 
     corredit data info PATH [--format NAME] [--json] [--strict] [--zsre-target alt|answers]
-                            [--problems N]
+                            [--problems N]     # exit 1 when no record could be used
     corredit data formats
     corredit data sources
     corredit data fetch NAME [--cache-dir DIR]
@@ -136,9 +136,12 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps(summary, ensure_ascii=False))
     else:
         print(format_summary(summary))
-    if res.n_set_aside:
-        print(f"corredit data info: warning: {res.n_set_aside} of {res.n_input} records set "
-              f"aside ({len(res.problems)} problems)", file=sys.stderr)
+    if res.n_input and not res.n_kept:
+        print(f"corredit data info: error: no record could be used: {res.summary()}",
+              file=sys.stderr)
+        return 1
+    if not res.clean:
+        print(f"corredit data info: warning: {res.summary()}", file=sys.stderr)
     return 0
 
 

@@ -20,7 +20,7 @@ A ``requested_rewrite`` holding a list makes one request per rewrite, tied by
 Flattened layout: ``case_id``, ``prompt`` (subject filled in), ``subject``,
 ``target_new``, ``ground_truth``, ``rephrase_prompt``, ``locality_prompt``,
 ``locality_ground_truth``. The template is the prompt with the subject's last
-occurrence replaced by ``{}``; the relation is inferred from it (see
+occurrence replaced by ``{}`` (a ``{}`` written in the prompt stays text); the relation is inferred from it (see
 :mod:`corredit.data.relations`). The locality prompt is a neighbourhood prompt when its
 answer is the true target (every record of the public files), else a locality prompt.
 """
@@ -105,7 +105,8 @@ def _convert_rome(raw: RawRecord, ctx: FormatContext) -> list[EditRequest]:
         prefix = "requested_rewrite" if single else f"requested_rewrite[{j}]"
         rw = mapping(rw, prefix)
         subject = text(rw, "subject", prefix=prefix)
-        template = prompt_template(rw, "prompt", subject, prefix=prefix, ctx=ctx)
+        template = prompt_template(rw, "prompt", subject, prefix=prefix, ctx=ctx,
+                                   filled=False)
         relation_id = text(rw, "relation_id", prefix=prefix)
         target_new, new_id = target_string(rw, "target_new", prefix=prefix)
         target_true, true_id = target_string(rw, "target_true", prefix=prefix)
@@ -158,7 +159,7 @@ def _convert_flat(raw: RawRecord, ctx: FormatContext) -> list[EditRequest]:
     rec = mapping(raw.value, None)
     cid = case_id_of(rec, "case_id") if "case_id" in rec else ctx.generated_id(raw.index)
     subject = text(rec, "subject")
-    template = prompt_template(rec, "prompt", subject, prefix=None, ctx=ctx)
+    template = prompt_template(rec, "prompt", subject, prefix=None, ctx=ctx, filled=True)
     target_new = text(rec, "target_new", empty_kind=EMPTY_TARGET)
     target_true = text(rec, "ground_truth", empty_kind=EMPTY_TARGET)
     rephrase = text_or_list(rec, "rephrase_prompt")

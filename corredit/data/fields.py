@@ -174,15 +174,27 @@ def template_from_text(prompt: str, subject: str, *, field: str) -> tuple[str, b
 
 
 def prompt_template(record: Mapping[str, Any], key: str, subject: str, *,
-                    prefix: str | None, ctx: Any) -> str:
-    """The template at ``record[key]``: kept when it holds ``{}``, else derived from the
-    full prompt by locating the subject (:func:`template_from_text`); a subject found only
-    with other letter case is noted on ``ctx`` (the converter's ``FormatContext``)."""
+                    prefix: str | None, ctx: Any, filled: bool | None = None) -> str:
+    """The template at ``record[key]``, either kept as written or derived from a full
+    prompt by locating the subject (:func:`template_from_text`; a subject found only with
+    other letter case is noted on ``ctx``, the converter's ``FormatContext``).
+
+    ``filled`` says what the layout holds: True, full prompts (a ``{}`` in them is
+    text); False, templates (kept when they hold ``{}``); None, either: a prompt is a
+    template when it holds a ``{}`` outside every occurrence of the subject.
+    """
     prompt = text(record, key, prefix=prefix)
     field = f"{prefix}.{key}" if prefix else key
-    if "{}" in prompt:
-        return check_template(prompt, subject, field=field)
-    template, fixed = template_from_text(prompt, subject, field=field)
+    if "{}" in prompt and not filled:
+        if filled is False or "{}" in prompt.replace(subject, "\0"):
+            return check_template(prompt, subject, field=field)
+    try:
+        template, fixed = template_from_text(prompt, subject, field=field)
+    except RecordError as err:
+        if filled and "{}" in prompt:
+            raise RecordError(field, err.kind, err.message + " (this layout's prompts have the "
+                              "subject written in; '{}' is taken as text)") from None
+        raise
     if fixed:
         ctx.note(field, SUBJECT_CASE, f"the subject {subject!r} occurs in {prompt!r} only "
                                       f"with other letter case")

@@ -37,7 +37,8 @@ def _convert(raw: RawRecord, ctx: FormatContext) -> list[EditRequest]:
     cid = case_id_of(rec, "known_id") if "known_id" in rec else ctx.generated_id(raw.index)
     subject = text(rec, "subject")
     key = "prompt" if "prompt" in rec or "template" not in rec else "template"
-    template = prompt_template(rec, key, subject, prefix=None, ctx=ctx)
+    template = prompt_template(rec, key, subject, prefix=None, ctx=ctx,
+                               filled=key == "prompt")
     meta: dict[str, Any] = {}
     for k in ("known_id", "template", "prediction"):
         if rec.get(k) is not None and not isinstance(rec.get(k), (dict, list)):

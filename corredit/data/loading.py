@@ -10,6 +10,8 @@ Usage::
     res = load_dataset("data/world-default")               # a world folder (requests.jsonl)
     res.requests, res.problems, res.n_input, res.n_set_aside
     print(res.problem_report())
+    res.check()                   # prints and logs res.summary() unless res.clean
+    res.check(strict=True)        # DataError on the first problem, after the whole load
     load_dataset("bad.json", strict=True)                  # DataError on the first problem
 
 Paths in the examples are relative to the repository root (``../shared/data`` is the
@@ -23,8 +25,9 @@ when anything is set aside. Strict mode raises :class:`DataError` at the first p
 
 A folder holding ``requests.jsonl`` is a world folder and loads that file. Any other
 folder loads each of its data files (``.json``, ``.jsonl``, ``.ndjson``, ``.csv``,
-``.tsv``, not recursing), each in its detected format; files no format fits are listed
-in ``skipped``. Case ids must be unique across the whole load.
+``.tsv``, not recursing), each in its detected format; readable files no format fits
+are listed in ``skipped`` (a file with unreadable records is never skipped: its records
+are counted and set aside). Case ids must be unique across the whole load.
 """
 
 from __future__ import annotations
@@ -34,13 +37,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 import logging
 from pathlib import Path
-from typing import Any
+import sys
+from typing import Any, TextIO
 
 from corredit.data.corredit_jsonl import WORLD_REQUESTS_FILE
 from corredit.data.formats import (
     FORMATS, DatasetFormat, FormatContext, UnknownFormatError, detect_format,
 )
-from corredit.data.problems import DUPLICATE_CASE_ID, DataError, Problem, RecordError
+from corredit.data.problems import (
+    DUPLICATE_CASE_ID, UNKNOWN_FORMAT, UNREAD_REST, DataError, Problem, RecordError,
+)
 from corredit.data.reading import (
     JSON_SUFFIXES, TABLE_SUFFIXES, RawRecord, is_unreadable, read_records,
 )
@@ -93,6 +99,52 @@ class LoadResult:
             lines.append(f"  ... and {len(self.problems) - len(shown)} more")
         return "\n".join(lines)
 
+    @property
+    def unread_files(self) -> tuple[str, ...]:
+        """Files that could not be read to their end (records past that point are not
+        counted in ``n_input``)."""
+        return tuple(dict.fromkeys(p.file for p in self.problems if p.kind == UNREAD_REST))
+
+    @property
+    def clean(self) -> bool:
+        """True when every record was kept, no problem was met and no file skipped."""
+        return not (self.n_set_aside or self.problems or self.skipped)
+
+    def summary(self) -> str:
+        """One line saying what was kept, set aside, left unread and skipped."""
+        if self.clean:
+            return f"{self.path}: {self.n_input} records, no problems"
+        parts = [f"{self.n_set_aside} of {self.n_input} records set aside"]
+        if self.problems:
+            kinds = Counter(p.kind for p in self.problems).most_common()
+            parts[0] += f" ({len(self.problems)} problem(s): " + ", ".join(
+                f"{k} {n}" for k, n in kinds) + ")"
+        unread = self.unread_files
+        if unread:
+            parts.append(f"{len(unread)} file(s) could not be read to its end: "
+                         + ", ".join(unread))
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} file(s) skipped (no known format): "
+                         + ", ".join(f for f, _ in self.skipped))
+        return f"{self.path}: " + "; ".join(parts) + "; see the problem report"
+
+    def check(self, strict: bool = False, *, stream: TextIO | None = None) -> "LoadResult":
+        """Say loudly when the data had problems; returns ``self``.
+
+        Unless :attr:`clean`: with ``strict``, raise :class:`DataError` for the first
+        problem (or skipped file); else log :meth:`summary` as a warning and print it to
+        ``stream`` (default: standard error).
+        """
+        if self.clean:
+            return self
+        if strict:
+            first = self.problems[0] if self.problems else Problem(
+                self.skipped[0][0], None, None, UNKNOWN_FORMAT, self.skipped[0][1])
+            raise DataError(first)
+        logger.warning("%s", self.summary())
+        print(f"warning: {self.summary()}", file=sys.stderr if stream is None else stream)
+        return self
+
 
 def dataset_files(path: str | Path) -> tuple[list[Path], str | None]:
     """The data files a path stands for, and the format a world folder implies."""
@@ -130,6 +182,18 @@ class _Load:
         if self.strict:
             raise DataError(problem)
         self.problems.append(problem)
+
+    def unknown(self, file: Path, records: Sequence[RawRecord],
+                read_problems: Sequence[Problem], reason: str) -> None:
+        """Count a damaged file no format fits: all of its records are set aside."""
+        self.n_input += len(records)
+        self.n_set_aside += len(records)
+        for p in read_problems:
+            self.fail(p)
+        readable = sum(not is_unreadable(r.value) for r in records)
+        if readable:
+            self.fail(Problem(str(file), None, None, UNKNOWN_FORMAT,
+                              f"{readable} readable record(s) set aside: {reason}"))
 
     def add(self, fmt: DatasetFormat, records: Sequence[RawRecord],
             read_problems: Sequence[Problem], file: str, stem: str) -> None:
@@ -238,16 +302,15 @@ def load_dataset(path: str | Path, format: str | None = None, strict: bool = Fal
             try:
                 name = detect_format(records, file)
             except UnknownFormatError as exc:
-                if len(files) == 1 and not read_problems:
+                damaged = bool(read_problems) or any(is_unreadable(r.value) for r in records)
+                if not damaged and len(files) == 1:
                     raise
-                if len(files) == 1:  # an unreadable file: report it, not its format
-                    state.n_input += len(records)
-                    state.n_set_aside += len(records)
-                    for p in read_problems:
-                        state.fail(p)
-                    names.append("unknown")
+                if not damaged:
+                    skipped.append((str(file), str(exc)))
                     continue
-                skipped.append((str(file), str(exc)))
+                state.unknown(file, records, read_problems,
+                              str(exc).removeprefix(f"{file}: "))  # counted, set aside
+                names.append("unknown")
                 continue
         names.append(name)
         state.add(FORMATS.get(name), records, read_problems, str(file), file.stem)

@@ -62,7 +62,8 @@ def _convert(raw: RawRecord, ctx: FormatContext) -> list[EditRequest]:
         prefix = f"requested_rewrite[{j}]"
         rw = mapping(rw, prefix)
         subject = text(rw, "subject", prefix=prefix)
-        template = prompt_template(rw, "prompt", subject, prefix=prefix, ctx=ctx)
+        template = prompt_template(rw, "prompt", subject, prefix=prefix, ctx=ctx,
+                                   filled=False)
         target_new, new_id = target_string(rw, "target_new", prefix=prefix)
         target_true, true_id = target_string(rw, "target_true", prefix=prefix)
         question = rw.get("question")

@@ -25,6 +25,10 @@ __all__ = [
     "DUPLICATE_CASE_ID",
     "UNREADABLE",
     "BAD_VALUE",
+    "NOT_UTF8",
+    "TOO_DEEP",
+    "UNREAD_REST",
+    "UNKNOWN_FORMAT",
     "SUBJECT_CASE",
     "LABEL_IS_ID",
     "PROBLEM_KINDS",
@@ -38,6 +42,11 @@ SUBJECT_NOT_IN_PROMPT = "subject_not_in_prompt"
 DUPLICATE_CASE_ID = "duplicate_case_id"
 UNREADABLE = "unreadable"
 BAD_VALUE = "bad_value"
+NOT_UTF8 = "not_utf8"
+TOO_DEEP = "too_deep"
+#: The file could not be read past this point; records after it are not counted.
+UNREAD_REST = "unread_rest"
+UNKNOWN_FORMAT = "unknown_format"
 #: Notes, not problems (the record is kept): the subject occurs in its prompt only with
 #: other letter case; an entity's label is its bare Wikidata id.
 SUBJECT_CASE = "subject_case"
@@ -52,6 +61,10 @@ PROBLEM_KINDS: dict[str, str] = {
     DUPLICATE_CASE_ID: "a case id is used twice",
     UNREADABLE: "the text is not readable JSON/CSV",
     BAD_VALUE: "a field holds an unusable value",
+    NOT_UTF8: "the record's bytes are not UTF-8 text",
+    TOO_DEEP: "the record is nested too deeply to read",
+    UNREAD_REST: "the file could not be read from this point on",
+    UNKNOWN_FORMAT: "no known format fits the file's readable records",
 }
 
 

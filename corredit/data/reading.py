@@ -6,12 +6,14 @@ Usage::
     records, problems = read_records("counterfact-edit.json")
     records[0].index, records[0].line, records[0].value["subject"]
 
-A JSON array is parsed element by element, so every record knows its line and a
-syntax error keeps the records before it (the problem says from where on the file
-could not be read). In JSON Lines every line stands alone: a broken line is one
-problem and the other lines load. A ``.json`` file that holds JSON Lines is read as
-such. CSV rows become dicts keyed by the header; a row with more or fewer values
-than the header is a problem.
+A JSON array is parsed element by element, so every record knows its line; a broken
+element is one unreadable record and reading goes on after it (a problem of kind
+``unread_rest`` marks where a file could not be read any further). In JSON Lines every
+line stands alone: a broken line is one problem and the other lines load. A ``.json``
+file that holds JSON Lines is read as such. CSV rows become dicts keyed by the header;
+a row with more or fewer values than the header, or that the CSV reader refuses, is a
+problem. Bytes that are not UTF-8 make only the records holding them unreadable
+(``not_utf8``), and a record nested deeper than the parser follows is ``too_deep``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from pathlib import Path
 import re
 from typing import Any
 
-from corredit.data.problems import Problem, UNREADABLE
+from corredit.data.problems import NOT_UTF8, TOO_DEEP, UNREAD_REST, UNREADABLE, Problem
+from corredit.data.scanning import TOO_DEEP_MESSAGE, BadBytes, decode, skip_value
 
 __all__ = ["RawRecord", "read_records", "is_unreadable", "TABLE_SUFFIXES", "JSON_SUFFIXES"]
 
@@ -55,36 +58,13 @@ def read_records(path: str | Path) -> tuple[list[RawRecord], list[Problem]]:
         raw = path.read_bytes()
     except IsADirectoryError:
         raise ValueError(f"{name}: is a folder, not a file") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return [], [Problem(name, None, None, UNREADABLE,
-                            f"not UTF-8 text (byte {exc.start}: {exc.reason})")]
+    text, bad = decode(raw)
     suffix = path.suffix.lower()
     if suffix in TABLE_SUFFIXES:
         return _read_table(text, name, "\t" if suffix == ".tsv" else ",")
     if suffix in (".jsonl", ".ndjson"):
-        return _read_lines(text, name)
-    return _read_json(text, name)
-
-
-def _read_lines(text: str, name: str) -> tuple[list[RawRecord], list[Problem]]:
-    records: list[RawRecord] = []
-    problems: list[Problem] = []
-    loads = json.loads
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        index = len(records)
-        try:
-            value = loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(name, index, None, UNREADABLE,
-                                    f"unreadable JSON: {exc.msg}", line=lineno,
-                                    column=exc.colno))
-            value = _Unreadable()
-        records.append(RawRecord(index, value, lineno))
-    return records, problems
+        return _read_lines(text, name, bad)
+    return _read_json(text, name, bad)
 
 
 class _Unreadable:
@@ -96,87 +76,176 @@ def is_unreadable(value: Any) -> bool:
     return isinstance(value, _Unreadable)
 
 
-def _read_json(text: str, name: str) -> tuple[list[RawRecord], list[Problem]]:
+def _decode_error(exc: BaseException) -> tuple[str, str]:
+    """The kind and message of a failure of the JSON parser."""
+    if isinstance(exc, RecursionError):
+        return TOO_DEEP, TOO_DEEP_MESSAGE
+    if isinstance(exc, json.JSONDecodeError):
+        return UNREADABLE, f"unreadable JSON: {exc.msg}"
+    return UNREADABLE, f"unreadable JSON: {exc}"
+
+
+_PARSE_ERRORS = (ValueError, RecursionError)  # ValueError: also over-long integers
+
+
+def _read_lines(text: str, name: str,
+                bad: BadBytes | None) -> tuple[list[RawRecord], list[Problem]]:
+    records: list[RawRecord] = []
+    problems: list[Problem] = []
+    loads = json.loads
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        index = len(records)
+        at = BadBytes.search(line) if bad is not None else None
+        try:
+            if at is not None:
+                raise UnicodeError
+            value = loads(line)
+        except UnicodeError:
+            problems.append(Problem(name, index, None, NOT_UTF8, BadBytes.describe(line, at),
+                                    line=lineno, column=at + 1))
+            value = _Unreadable()
+        except _PARSE_ERRORS as exc:
+            kind, msg = _decode_error(exc)
+            problems.append(Problem(name, index, None, kind, msg, line=lineno,
+                                    column=getattr(exc, "colno", None)))
+            value = _Unreadable()
+        records.append(RawRecord(index, value, lineno))
+    return records, problems
+
+
+def _read_json(text: str, name: str,
+               bad: BadBytes | None) -> tuple[list[RawRecord], list[Problem]]:
     pos = _WS.match(text, 0).end()
     if pos == len(text):
         return [], []
-    decoder = json.JSONDecoder()
-    if text[pos] == "{":
-        if text.count("\n{", pos) >= 1:  # several objects opening lines: JSON Lines
-            return _read_lines(text, name)
-        try:
-            value, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            return [RawRecord(0, _Unreadable(), exc.lineno)], [
-                Problem(name, 0, None, UNREADABLE, f"unreadable JSON: {exc.msg}",
-                        line=exc.lineno, column=exc.colno)]
-        rest = _WS.match(text, end).end()
-        if rest < len(text):  # more values follow on the same line(s): read line by line
-            return _read_lines(text, name)
-        return [RawRecord(0, value, text.count("\n", 0, pos) + 1)], []
-    if text[pos] != "[":
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return [RawRecord(0, _Unreadable(), exc.lineno)], [
-                Problem(name, 0, None, UNREADABLE, f"unreadable JSON: {exc.msg}",
-                        line=exc.lineno, column=exc.colno)]
-        return [RawRecord(0, value, 1)], []
-    return _read_array(text, name, pos, decoder)
+    if text[pos] == "[":
+        return _Array(text, name, bad).read(pos)
+    if text[pos] == "{" and text.count("\n{", pos) >= 1:  # several objects opening lines
+        return _read_lines(text, name, bad)
+    try:
+        value, end = json.JSONDecoder().raw_decode(text, pos)
+    except _PARSE_ERRORS as exc:
+        return _single_unreadable(text, name, bad, pos, exc)
+    rest = _WS.match(text, end).end()
+    if rest < len(text):  # more values follow on the same line(s): read line by line
+        return _read_lines(text, name, bad)
+    at = bad.first(pos, end) if bad is not None else None
+    if at is not None:
+        line, col = _position(text, at)
+        return [RawRecord(0, _Unreadable(), line)], [
+            Problem(name, 0, None, NOT_UTF8, BadBytes.describe(text, at), line=line, column=col)]
+    return [RawRecord(0, value, text.count("\n", 0, pos) + 1)], []
 
 
-def _read_array(text: str, name: str, pos: int,
-                decoder: json.JSONDecoder) -> tuple[list[RawRecord], list[Problem]]:
-    records: list[RawRecord] = []
-    ws = _WS.match
-    line, line_pos, line_start = 1, 0, 0  # line_start: offset where the current line starts
-    pos = ws(text, pos + 1).end()
-    if pos < len(text) and text[pos] == "]":
-        return _check_trailing(text, name, pos + 1, records, [])
-    while True:
-        newlines = text.count("\n", line_pos, pos)
+def _single_unreadable(text: str, name: str, bad: BadBytes | None, pos: int,
+                       exc: BaseException) -> tuple[list[RawRecord], list[Problem]]:
+    at = bad.first(pos, len(text)) if bad is not None else None
+    if at is not None:
+        kind, msg = NOT_UTF8, BadBytes.describe(text, at)
+        line, col = _position(text, at)
+    else:
+        kind, msg = _decode_error(exc)
+        line, col = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+        if line is None:
+            line, col = _position(text, pos)
+    return [RawRecord(0, _Unreadable(), line)], [
+        Problem(name, 0, None, kind, msg, line=line, column=col)]
+
+
+class _Array:
+    """Reads a top-level JSON array element by element, reading on after broken ones."""
+
+    def __init__(self, text: str, name: str, bad: BadBytes | None) -> None:
+        self.text, self.name, self.bad = text, name, bad
+        self.records: list[RawRecord] = []
+        self.problems: list[Problem] = []
+        self.decoder = json.JSONDecoder()
+        self._line, self._line_pos, self._line_start = 1, 0, 0
+
+    def _where(self, pos: int) -> tuple[int, int]:
+        """1-based line and column of ``pos``, counted on from the previous call."""
+        if pos < self._line_pos:
+            return _position(self.text, pos)
+        newlines = self.text.count("\n", self._line_pos, pos)
         if newlines:
-            line += newlines
-            line_start = text.rfind("\n", line_pos, pos) + 1
-        line_pos = pos
-        index = len(records)
+            self._line += newlines
+            self._line_start = self.text.rfind("\n", self._line_pos, pos) + 1
+        self._line_pos = pos
+        return self._line, pos - self._line_start + 1
+
+    def read(self, pos: int) -> tuple[list[RawRecord], list[Problem]]:
+        text, ws = self.text, _WS.match
+        pos = ws(text, pos + 1).end()
+        if pos < len(text) and text[pos] == "]":
+            return self._trailing(pos + 1)
+        missing_comma = False
+        while True:
+            end = self._element(pos, missing_comma)
+            if end is None:
+                return self.records, self.problems
+            missing_comma = False
+            pos = ws(text, end).end()
+            if pos >= len(text):
+                line, col = _position(text, pos)
+                self.problems.append(Problem(self.name, None, None, UNREADABLE,
+                                             "unreadable JSON: the array is not closed",
+                                             line=line, column=col))
+                return self.records, self.problems
+            if text[pos] == ",":
+                nxt = ws(text, pos + 1).end()
+                if nxt < len(text) and text[nxt] == "]":
+                    line, col = _position(text, pos)
+                    self.problems.append(Problem(
+                        self.name, None, None, UNREADABLE,
+                        "unreadable JSON: a ',' before the closing ']'", line=line, column=col))
+                    return self._trailing(nxt + 1)
+                pos = nxt
+            elif text[pos] == "]":
+                return self._trailing(pos + 1)
+            else:
+                missing_comma = True
+
+    def _element(self, pos: int, missing_comma: bool) -> int | None:
+        """Read the element at ``pos``; the offset after it, None when reading stops."""
+        text, index = self.text, len(self.records)
+        line, col = self._where(pos)
         try:
-            value, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            return records + [RawRecord(index, _Unreadable(), exc.lineno)], [
-                _array_break(name, index, exc.msg, exc.lineno, exc.colno)]
-        records.append(RawRecord(index, value, line, pos - line_start + 1))
-        pos = ws(text, end).end()
-        if pos >= len(text):
-            lineno, col = _position(text, pos)
-            return records, [Problem(name, None, None, UNREADABLE,
-                                     "unreadable JSON: the array is not closed",
-                                     line=lineno, column=col)]
-        if text[pos] == ",":
-            pos = ws(text, pos + 1).end()
-            continue
-        if text[pos] == "]":
-            return _check_trailing(text, name, pos + 1, records, [])
-        lineno, col = _position(text, pos)
-        return records + [RawRecord(index + 1, _Unreadable(), lineno)], [
-            _array_break(name, index + 1, "expected ',' or ']'", lineno, col)]
+            value, end = self.decoder.raw_decode(text, pos)
+            failure: BaseException | None = None
+        except _PARSE_ERRORS as exc:
+            failure, end = exc, skip_value(text, pos)
+        at = None
+        if self.bad is not None:
+            at = self.bad.first(pos, len(text) if end is None else end)
+        if at is not None:
+            kind, msg = NOT_UTF8, BadBytes.describe(text, at)
+            line, col = _position(text, at)
+        elif failure is not None:
+            kind, msg = _decode_error(failure)
+            line = getattr(failure, "lineno", line)
+            col = getattr(failure, "colno", col)
+        elif missing_comma:
+            kind, msg = UNREADABLE, "unreadable JSON: expected ',' or ']' before this record"
+        else:
+            self.records.append(RawRecord(index, value, line, col))
+            return end
+        if end is None:
+            kind, msg = UNREAD_REST, msg + "; the file could not be read from here on"
+        self.records.append(RawRecord(index, _Unreadable(), line, col))
+        self.problems.append(Problem(self.name, index, None, kind, msg, line=line, column=col))
+        return end
 
-
-def _array_break(name: str, index: int, msg: str, line: int, col: int) -> Problem:
-    return Problem(name, index, None, UNREADABLE,
-                   f"unreadable JSON: {msg}; the file could not be read from here on",
-                   line=line, column=col)
-
-
-def _check_trailing(text: str, name: str, pos: int, records: list[RawRecord],
-                    problems: list[Problem]) -> tuple[list[RawRecord], list[Problem]]:
-    pos = _WS.match(text, pos).end()
-    if pos < len(text):
-        line, col = _position(text, pos)
-        problems.append(Problem(name, None, None, UNREADABLE,
-                                "unreadable JSON: extra data after the array",
-                                line=line, column=col))
-    return records, problems
+    def _trailing(self, pos: int) -> tuple[list[RawRecord], list[Problem]]:
+        pos = _WS.match(self.text, pos).end()
+        if pos < len(self.text):
+            line, col = _position(self.text, pos)
+            self.problems.append(Problem(
+                self.name, None, None, UNREAD_REST,
+                "unreadable JSON: extra data after the array; it was not read",
+                line=line, column=col))
+        return self.records, self.problems
 
 
 def _position(text: str, pos: int) -> tuple[int, int]:
@@ -189,33 +258,61 @@ def _read_table(text: str, name: str, delimiter: str) -> tuple[list[RawRecord], 
                             restkey="\0extra", restval=None)
     records: list[RawRecord] = []
     problems: list[Problem] = []
+
+    def unreadable(kind: str, message: str, line: int, field: str | None = None) -> None:
+        problems.append(Problem(name, len(records), field, kind, message, line=line))
+        records.append(RawRecord(len(records), _Unreadable(), line))
+
     try:
         header = reader.fieldnames or []
-        if len(set(header)) != len(header):
-            dup = sorted({h for h in header if header.count(h) > 1})
-            return [], [Problem(name, None, None, UNREADABLE,
-                                f"the header repeats column(s) {dup}", line=1)]
-        for row in reader:
-            index = len(records)
-            line = reader.line_num
-            if "\0extra" in row:
-                extra = row.pop("\0extra")
-                problems.append(Problem(name, index, None, UNREADABLE,
-                                        f"row has {len(extra)} more value(s) than the "
-                                        f"header's {len(header)} columns", line=line))
-                records.append(RawRecord(index, _Unreadable(), line))
-                continue
-            if any(v is None for v in row.values()):
-                missing = [k for k, v in row.items() if v is None]
-                problems.append(Problem(name, index, missing[0], UNREADABLE,
-                                        f"row has fewer values than the header: no "
-                                        f"value for {missing}", line=line))
-                records.append(RawRecord(index, _Unreadable(), line))
-                continue
-            records.append(RawRecord(index, row, line))
     except csv.Error as exc:
-        problems.append(Problem(name, len(records), None, UNREADABLE,
-                                f"unreadable CSV: {exc}; the file could not be read from "
-                                f"here on", line=reader.line_num))
-        records.append(RawRecord(len(records), _Unreadable(), reader.line_num))
+        return [], [Problem(name, None, None, UNREAD_REST, f"unreadable CSV header: {exc}; "
+                            f"the file could not be read", line=reader.line_num)]
+    if len(set(header)) != len(header):
+        dup = sorted({h for h in header if header.count(h) > 1})
+        return [], [Problem(name, None, None, UNREAD_REST,
+                            f"the header repeats column(s) {dup}; the file was not read",
+                            line=1)]
+    rows, source = iter(reader), reader.reader  # source: counts lines even on errors
+    while True:
+        before = source.line_num
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            if source.line_num == before:  # the reader cannot move on
+                unreadable(UNREAD_REST, f"unreadable CSV: {exc}; the file could not be read "
+                                        f"from here on", source.line_num)
+                break
+            unreadable(UNREADABLE, f"unreadable CSV: {exc}", source.line_num)
+            continue
+        line = reader.line_num
+        if "\0extra" in row:
+            extra = row.pop("\0extra")
+            unreadable(UNREADABLE, f"row has {len(extra)} more value(s) than the header's "
+                                   f"{len(header)} columns", line)
+            continue
+        missing = [k for k, v in row.items() if v is None]
+        if missing:
+            unreadable(UNREADABLE, f"row has fewer values than the header: no value for "
+                                   f"{missing}", line, missing[0])
+            continue
+        if _bad_cell(row, name, len(records), line, problems):
+            records.append(RawRecord(len(records), _Unreadable(), line))
+            continue
+        records.append(RawRecord(len(records), row, line))
     return records, problems
+
+
+def _bad_cell(row: dict[str, str], name: str, index: int, line: int,
+              problems: list[Problem]) -> bool:
+    """Whether a CSV row holds a byte that is not UTF-8 (a problem is added)."""
+    for key, cell in row.items():
+        for where, s in (("the header's column name", key), ("the value", cell)):
+            at = BadBytes.search(s)
+            if at is not None:
+                problems.append(Problem(name, index, key, NOT_UTF8,
+                                        f"{BadBytes.describe(s, at)} in {where}", line=line))
+                return True
+    return False

@@ -34,7 +34,8 @@ def summarize(data: LoadResult | Sequence[EditRequest], *,
     ``n_groups``, ``n_conflict_pairs``, ``relation_histogram`` (most frequent first),
     and, for a :class:`LoadResult`: ``path``, ``format``, ``n_kept``, ``n_set_aside``,
     ``n_problems``, ``problems_by_kind``, ``problems`` (the first ``max_problems``),
-    ``n_notes``, ``notes_by_kind``, ``skipped_files`` and the format's own figures.
+    ``n_notes``, ``notes_by_kind``, ``skipped_files``, ``unread_files`` (files that could
+not be read to their end) and the format's own figures.
     """
     result = data if isinstance(data, LoadResult) else None
     requests = list(result.requests if result is not None else data)
@@ -72,6 +73,7 @@ def summarize(data: LoadResult | Sequence[EditRequest], *,
             n_notes=len(result.notes),
             notes_by_kind=dict(Counter(p.kind for p in result.notes).most_common()),
             skipped_files=[{"file": f, "reason": why} for f, why in result.skipped],
+            unread_files=list(result.unread_files),
             options=dict(result.options),
         )
     return out
@@ -120,6 +122,9 @@ def format_summary(s: dict[str, Any], *, max_relations: int = 40) -> str:
         if s["n_notes"]:
             notes = ", ".join(f"{k} {_n(v)}" for k, v in s["notes_by_kind"].items())
             rows.append(("notes (kept)", f"{_n(s['n_notes'])} ({notes})"))
+    if s.get("unread_files"):
+        rows.append(("unread rest", ", ".join(s["unread_files"])
+                     + " (could not be read to the end; records there are not counted)"))
     if s.get("skipped_files"):
         rows.append(("skipped files", ", ".join(f["file"] for f in s["skipped_files"])))
     width = max(len(k) for k, _ in rows)

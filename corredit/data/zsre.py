@@ -48,7 +48,7 @@ def _convert(raw: RawRecord, ctx: FormatContext) -> list[EditRequest]:
     rec = mapping(raw.value, None)
     cid = case_id_of(rec, "case_id") if "case_id" in rec else ctx.generated_id(raw.index)
     subject = text(rec, "subject")
-    template = prompt_template(rec, "src", subject, prefix=None, ctx=ctx)
+    template = prompt_template(rec, "src", subject, prefix=None, ctx=ctx, filled=True)
     answers = text_list(rec, "answers", required=True)
     if not answers:
         raise RecordError("answers", EMPTY_TARGET, "the list of answers is empty")
