@@ -143,7 +143,7 @@ def world_model_embeddings() -> list[tuple[str, Callable[[], Any]]]:
     from corredit.embed import make_embedder
     from corredit.models import load
     from corredit.stats import StatsCache, TextsCorpus
-    from corredit.embed.cache import default_cache_dir
+    from corredit.paths import cache_root
     from corredit.world import load_world
 
     h = load("world")
@@ -151,7 +151,7 @@ def world_model_embeddings() -> list[tuple[str, Callable[[], Any]]]:
     layer = engine.default_layer(h)
     mid = h.n_layers // 2
     corpus = TextsCorpus(list(load_world().stats_texts()), identity="world-stats")
-    stats = StatsCache(default_cache_dir().parent / "stats").get(
+    stats = StatsCache(cache_root() / "stats").get(
         h, [layer], corpus, max_tokens=20 * int(h.key_size))
     return [
         (f"hidden:subject:L{mid}", lambda: make_embedder("hidden", handle=h, layer=mid)),

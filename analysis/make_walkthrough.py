@@ -18,13 +18,26 @@ import nbformat
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = HERE / "walkthrough.ipynb"
 
+#: The whole study in one cell (also the first lines of the README's worked example).
+QUICKSTART = """import corredit
+from corredit.plots import plot_scheduler_comparison
+h, reqs = corredit.load("world"), corredit.load_world().requests(n=32, seed=0)
+result = corredit.edit(h, reqs, "memit", corpus="world")     # statistics computed once, then cached
+plot_scheduler_comparison(corredit.score(h, reqs, result=result))"""
+
 CELLS = [
     ("md", """# corredit walkthrough: correlated edits on the embedded world
 
 This notebook follows one set of edits through corredit: the knowledge world and its
 model, embeddings of the edits, the correlation graph, correlated and decorrelated
 batches, MEMIT on both, and finally a small experiment run whose results are plotted.
-Everything runs offline on a CPU in a few minutes."""),
+Everything runs offline on a CPU in a few minutes.
+
+The first cell is a whole study: the world's model and 32 of its facts, edited with
+MEMIT, scored, plotted. `corredit.score` returns the rows an experiment run writes, so
+every `corredit.plots` function takes them."""),
+    ("code", QUICKSTART),
+    ("code", "corredit.restore(h, result)      # the model as it was, bit for bit"),
     ("code", """import tempfile
 
 import matplotlib.pyplot as plt
@@ -83,29 +96,30 @@ pd.DataFrame({name: s.batch_correlation(keys, reqs)[columns].mean()
 
 Each batch is edited into the unedited model, scored with the probability suite
 (efficacy ES, paraphrase PS, neighbourhood NS, x100), and restored bit for bit."""),
-    ("code", """from corredit.evaluate import score_probability, summarize_probability
+    ("code", """import corredit
 
 rows = []
 for name, sched in scheds.items():
     for batch in sched.split(reqs):
-        memit.apply(h, batch, stats=stats, seed=0)
-        s = summarize_probability(score_probability(h, batch))
-        memit.restore(h)
-        rows.append({"schedule": name, **{k: float(s[k]) for k in ("ES", "PS", "NS")}})
-pd.DataFrame(rows).groupby("schedule").mean().round(1)"""),
+        result = corredit.edit(h, batch, "memit", stats=stats)
+        rows.append(corredit.score(h, batch, result=result, scheduler=name))
+        corredit.restore(h, result)
+rows = pd.concat(rows)
+scores = rows[rows.metric.isin(["ES", "PS", "NS"])]
+(scores.groupby(["scheduler", "metric"]).value.mean().unstack() * 100).round(1)"""),
     ("md", """## A whole experiment: config, run, results, figures
 
 `corredit.demo.demo_config(quick=True)` is the reduced demo grid. `run_experiment`
-writes a run folder (tidy `results.parquet`, `config.json`, schedules, graph edges) and
-resumes if interrupted; the plot functions take the results table."""),
+returns the results table and, given `out`, writes a run folder (tidy
+`results.parquet`, `config.json`, schedules, graph edges) that resumes if interrupted;
+the plot functions take the results table."""),
     ("code", """from corredit.plots import (correlation_measures, plot_score_difference,
                             plot_scores_vs_correlation, read_run, summary_table)
 from corredit.demo import demo_config
-from corredit.runner import run_experiment
 
 out = tempfile.mkdtemp(prefix="corredit-walkthrough-")
-run_experiment(demo_config(quick=True), out, progress=False)
-run = read_run(out)
+corredit.run_experiment(demo_config(quick=True), out, progress=False)
+run = read_run(out)                 # the results with each case's subject
 df = run.results
 summary_table(df).head(12)"""),
     ("code", """measure = correlation_measures(df)[0]

@@ -50,16 +50,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: parse ``argv`` and run the chosen handler (``args.func``)."""
+    """Entry point: parse ``argv`` and run the chosen handler (``args.func``). A user's
+    error (a bad value, a missing file, an unknown name, a busy run folder) prints one
+    line and returns 2; Ctrl-C prints one line and returns 130; anything else is a bug
+    and shows its traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         result = args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"corredit {args.command}: error: {msg}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"corredit {args.command}: interrupted (a run resumes where it stopped when "
+              f"rerun)", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if not _is_user_error(exc):
+            raise
+        print(f"corredit {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return int(result or 0)
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` reports a mistake in the user's input rather than a bug."""
+    from corredit.registry import UnknownNameError
+
+    busy = getattr(sys.modules.get("corredit.results"), "RunFolderBusy", ())
+    return isinstance(exc, (ValueError, FileNotFoundError, UnknownNameError)) or \
+        bool(busy) and isinstance(exc, busy)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -183,7 +183,7 @@ def _load_model(args: argparse.Namespace) -> Any:
 
 
 def _second_moment(args: argparse.Namespace, handle: Any, layer: int) -> Any:
-    from corredit.embed.cache import default_cache_dir
+    from corredit.paths import cache_root
     from corredit.stats import StatsCache, TextFileCorpus, TextsCorpus
 
     if args.stats_corpus:
@@ -197,7 +197,7 @@ def _second_moment(args: argparse.Namespace, handle: Any, layer: int) -> Any:
         raise ValueError("embedder 'whitened_key' needs --stats-corpus (a text file, one "
                          "document per line) to estimate the key second moment")
     tokens = args.stats_tokens or 20 * int(handle.key_size)
-    cache = StatsCache(default_cache_dir().parent / "stats")
+    cache = StatsCache(cache_root() / "stats")
     return cache.get(handle, [layer], corpus, max_tokens=tokens)[layer]
 
 

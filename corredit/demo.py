@@ -126,12 +126,12 @@ def run_demo(out: str | os.PathLike[str], *, quick: bool = False,
     processes (default :func:`default_workers`)."""
     from corredit.plots import make_all_figures, read_run, summary_table
     from corredit.report import write_report
-    from corredit.runner import run_experiment
+    from corredit.runner import Runner
 
     started = time.perf_counter()
     cfg = demo_config(quick)
-    folder = run_experiment(cfg, out, progress=progress,
-                            workers=default_workers() if workers is None else workers)
+    folder = Runner(cfg, out, progress=progress,
+                    workers=default_workers() if workers is None else workers).run()
     df = read_run(folder.root).results          # with each case's subject (edits.jsonl)
     figures = make_all_figures(folder.root, folder.root / "figures", formats=("png",))
     report = write_report(folder.root, figures_dir=folder.root / "figures")

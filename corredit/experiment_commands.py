@@ -60,12 +60,12 @@ def register(subparsers: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from corredit.config import load_config
-    from corredit.runner import run_experiment
+    from corredit.runner import Runner
 
     cfg = load_config(args.config)
     started = time.perf_counter()
-    folder = run_experiment(cfg, args.out, progress=False if args.no_progress else None,
-                            workers=args.workers)
+    folder = Runner(cfg, args.out, progress=False if args.no_progress else None,
+                    workers=args.workers).run()
     df = folder.read_results()
     print(f"{len(cfg.trials())} trials, {len(df)} rows in {folder.root / 'results.parquet'} "
           f"({time.perf_counter() - started:.1f} s)")

@@ -6,7 +6,7 @@ Usage::
     cache_root() / "stats"          # covariance statistics
     cache_root() / "models"         # dequantised GGUF models
 
-``$CORREDIT_CACHE`` when set, else ``~/.cache/corredit``. Every cache of corredit lives
+``$CORREDIT_CACHE`` when set, else ``$XDG_CACHE_HOME/corredit`` or ``~/.cache/corredit``. Every cache of corredit lives
 below it: statistics, embeddings, the unpacked world, converted models.
 """
 
@@ -19,6 +19,10 @@ __all__ = ["cache_root"]
 
 
 def cache_root() -> Path:
-    """``$CORREDIT_CACHE``, else ``~/.cache/corredit`` (not created here)."""
+    """``$CORREDIT_CACHE``, else ``$XDG_CACHE_HOME/corredit`` or ``~/.cache/corredit``
+    (not created here)."""
     env = os.environ.get("CORREDIT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "corredit"
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "corredit"

@@ -8,35 +8,48 @@ Usage::
     run.write_trial("memit-random-b16-s0", rows_df, schedule=schedule_df)
     run.finished_trials()          # {'memit-random-b16-s0'}
     df = run.read_results()         # one tidy long table over every finished trial
+    with run.lock():                # one writer at a time; a second gets RunFolderBusy
+        ...
 
 Layout of a run folder::
 
     config.json                 the run's configuration (as given, plus code version)
+    edits.jsonl                 the run's edits (one EditRequest.to_dict() per line)
     trials/<trial>.parquet      tidy rows of one finished trial (written atomically)
     schedules/<trial>.parquet   the schedule the trial used (batch, position, index, case_id)
     graph_edges.parquet         correlation graph edge list (optional)
     results.parquet             all trials concatenated (refreshed by ``consolidate``)
     log.jsonl                   one line per trial event
+    .lock                       held by the run writing to the folder
 
 A trial's parquet appears only once the trial is complete (write to a temporary name, then
 ``os.replace``), so a killed run loses at most the trial in flight; re-running resumes.
+A trial file that does not read as parquet (emptied or cut short) does not count as
+finished and is set aside as ``<trial>.parquet.broken``.
 Torch-free.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
+
+from corredit.atomic import atomic_write_parquet, atomic_write_text
+from corredit.types import EditRequest
 
 __all__ = [
     "RESULT_COLUMNS",
     "CONFIG_COLUMNS",
     "RunFolder",
+    "RunFolderBusy",
     "validate_rows",
     "atomic_write_parquet",
     "atomic_write_text",
@@ -84,20 +97,11 @@ def validate_rows(rows: pd.DataFrame, *, source: str = "rows") -> pd.DataFrame:
     return out[[*RESULT_COLUMNS, *CONFIG_COLUMNS, *extra]].reset_index(drop=True)
 
 
-def atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
-    """Write ``df`` to ``path`` via a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+log = logging.getLogger(__name__)
 
 
-def atomic_write_text(text: str, path: Path) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+class RunFolderBusy(RuntimeError):
+    """Another run is writing to this run folder."""
 
 
 class RunFolder:
@@ -115,12 +119,12 @@ class RunFolder:
         return self.root / "schedules"
 
     # -- config -------------------------------------------------------------------
-    def write_config(self, config: Mapping[str, Any]) -> None:
-        """Write ``config.json``; refuses to overwrite a different config, so a resumed
-        run cannot silently mix settings."""
+    def write_config(self, config: Mapping[str, Any], *, replace: bool = False) -> None:
+        """Write ``config.json``; refuses to overwrite a different config unless
+        ``replace``, so a resumed run cannot silently mix settings."""
         path = self.root / "config.json"
         text = json.dumps(config, indent=2, sort_keys=True, default=str)
-        if path.exists():
+        if path.exists() and not replace:
             old = json.loads(path.read_text(encoding="utf-8"))
             if old != json.loads(text):
                 raise ValueError(
@@ -137,15 +141,65 @@ class RunFolder:
             raise FileNotFoundError(f"{path}: not a run folder (no config.json)")
         return json.loads(path.read_text(encoding="utf-8"))
 
+    def write_edits(self, requests: Sequence[EditRequest]) -> None:
+        """Write ``edits.jsonl``."""
+        atomic_write_text("".join(json.dumps(r.to_dict(), sort_keys=True) + "\n"
+                                  for r in requests), self.root / "edits.jsonl")
+
+    def read_edits(self) -> list[EditRequest]:
+        """The run's edits (``edits.jsonl``)."""
+        text = (self.root / "edits.jsonl").read_text(encoding="utf-8")
+        return [EditRequest.from_dict(json.loads(line)) for line in text.splitlines() if line]
+
+    def clear(self, names: Iterable[str]) -> None:
+        """Remove the named files and the schedules and trials folders (a folder taken
+        over by another configuration)."""
+        for name in names:
+            (self.root / name).unlink(missing_ok=True)
+        for d in (self.trials_dir, self.schedules_dir):
+            shutil.rmtree(d, ignore_errors=True)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's lock (``.lock``) for the block; raises :class:`RunFolderBusy`
+        when another process holds it."""
+        from filelock import FileLock, Timeout
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.root / ".lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise RunFolderBusy(f"{self.root}: another run is writing to this folder; wait "
+                                f"for it to end or use another output folder") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
     # -- trials -------------------------------------------------------------------
     def trial_path(self, trial: str) -> Path:
         return self.trials_dir / f"{trial}.parquet"
 
     def finished_trials(self) -> set[str]:
-        """Names of trials whose rows are on disk."""
+        """Names of trials whose rows are on disk; a file that does not read as parquet
+        (empty, cut short) is renamed ``.broken`` and does not count."""
         if not self.trials_dir.is_dir():
             return set()
-        return {p.stem for p in self.trials_dir.glob("*.parquet")}
+        import pyarrow.parquet as pq
+
+        done = set()
+        for p in self.trials_dir.glob("*.parquet"):
+            if p.name.startswith("."):  # a trial being written
+                continue
+            try:
+                pq.read_metadata(p)
+            except Exception as exc:  # pyarrow raises several kinds for a damaged file
+                log.warning("%s: not a whole parquet file (%s); the trial runs again", p, exc)
+                os.replace(p, p.with_name(p.name + ".broken"))
+                continue
+            done.add(p.stem)
+        return done
 
     def write_trial(self, trial: str, rows: pd.DataFrame, *,
                     schedule: pd.DataFrame | None = None) -> None:
@@ -167,7 +221,7 @@ class RunFolder:
     def read_schedules(self) -> pd.DataFrame:
         """Every trial's schedule with a ``trial`` column."""
         frames = []
-        for p in sorted(self.schedules_dir.glob("*.parquet")) if self.schedules_dir.is_dir() else []:
+        for p in sorted(self.schedules_dir.glob("[!.]*.parquet")) if self.schedules_dir.is_dir() else []:
             frames.append(pd.read_parquet(p).assign(trial=p.stem))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

@@ -7,10 +7,14 @@ Usage::
                       prompt="{} was born in", target_new="Rasko", target_true="Belun")
     req.rewrite_prompt          # 'Toma Velik was born in'
     req.subject_first           # True: the subject precedes the relation words
+    EditRequest.from_prompt("Toma Velik was born in", "Toma Velik", "Rasko", "Belun")
+    # the same fact: template "{} was born in", case and relation ids filled in
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field, asdict, replace
 from typing import Any, Mapping
 
@@ -107,6 +111,39 @@ class EditRequest:
             d[name] = tuple(d.get(name, ()))
         d["meta"] = dict(d.get("meta") or {})
         return cls(**d)
+
+    @classmethod
+    def from_prompt(cls, prompt: str, subject: str, target_new: str,
+                    target_true: str | None = None, *, case_id: str | None = None,
+                    relation_id: str | None = None, **fields: Any) -> "EditRequest":
+        """An edit from a prompt with the subject written in (``"Toma Velik was born
+        in"``; a template with ``{}`` is taken as it is), checked as the loaders check
+        records (non-empty subject and targets, the subject in the prompt, new target
+        unlike the true one); a bad value raises ``ValueError`` naming the field.
+
+        ``relation_id`` defaults to the template, ``case_id`` to a digest of subject,
+        template and targets; ``fields`` are the other :class:`EditRequest` fields
+        (``paraphrase_prompts=[...]``, ``neighborhood_prompts=[...]``, ...).
+        """
+        from corredit.data.fields import build_request, check_template, template_from_text
+        from corredit.data.problems import RecordError
+
+        try:
+            subject = subject.strip()
+            if "{}" in (prompt.replace(subject, "\0") if subject else prompt):
+                template = check_template(prompt, subject, field="prompt")
+            else:
+                template, _ = template_from_text(prompt, subject, field="prompt")
+            if case_id is None:
+                key = json.dumps([subject, template, target_new, target_true])
+                case_id = hashlib.sha256(key.encode()).hexdigest()[:12]
+            return build_request(case_id=str(case_id), subject=subject,
+                                 relation_id=template if relation_id is None else relation_id,
+                                 prompt=template, target_new=target_new,
+                                 target_true=target_true, **fields)
+        except RecordError as err:
+            raise ValueError(f"EditRequest.from_prompt: field {err.field!r}: "
+                             f"{err.message}") from None
 
     def with_target(self, target_new: str) -> "EditRequest":
         """A copy with another new target."""

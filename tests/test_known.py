@@ -75,7 +75,7 @@ def test_runner_keeps_known_edits_and_remembers_them(tmp_path, world_handle):
                                     known="prefers_true", max_edits=10, seed=3),
                     editors=(EditorConfig(name="ft-l"),))
     run = Runner(cfg, tmp_path / "run", handle=world_handle)
-    reqs = run.requests()
+    reqs = run.inputs.requests()
     assert len(reqs) == 10
     table = __import__("pandas").read_parquet(tmp_path / "run" / "known.parquet")
     known = set(table.loc[table["known"], "case_id"])
@@ -85,5 +85,5 @@ def test_runner_keeps_known_edits_and_remembers_them(tmp_path, world_handle):
         raise AssertionError("the verdicts should come from known.parquet")
 
     again = Runner(cfg, tmp_path / "run")
-    again.handle = no_model
-    assert [r.case_id for r in again.requests()] == [r.case_id for r in reqs]
+    again.inputs.handle = no_model
+    assert [r.case_id for r in again.inputs.requests()] == [r.case_id for r in reqs]

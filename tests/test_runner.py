@@ -13,17 +13,11 @@ import pytest
 
 from corredit.config import DataConfig, RunConfig, load_config, parse_config
 from corredit.results import RESULT_COLUMNS, CONFIG_COLUMNS, validate_rows
-from corredit.runner import (
-    SUITES,
-    Suite,
-    heldout_windows,
-    param_checksum,
-    register_case_suite,
-    retention_checkpoints,
-    run_experiment,
-    select_requests,
-)
+from corredit.data.selection import select_requests
+from corredit.evaluate import SUITES, Suite, heldout_windows, register_case_suite
 from corredit.evaluate import token_perplexity as perplexity
+from corredit.models import param_checksum
+from corredit.runner import Runner, RunInputs, retention_checkpoints, run_experiment
 from corredit.types import EditRequest
 
 # -- a tiny world on disk: a saved tiny model, its texts and a JSONL of edits ---------------
@@ -156,7 +150,7 @@ def tiny_run(fixture_dir, tmp_path_factory):
     path.write_text(config_text(fixture_dir), encoding="utf-8")
     cfg = load_config(path)
     h = load(fixture_dir["model"])
-    folder = run_experiment(cfg, root / "out", handle=h)
+    folder = Runner(cfg, root / "out", handle=h).run()
     return cfg, folder, pd.read_parquet(folder.root / "results.parquet"), h
 
 
@@ -400,7 +394,7 @@ def test_same_config_same_rows_and_resume(tiny_run, tmp_path):
     small = cfg.replace(editors=cfg.editors[:1])
     small = small.replace(schedule=small.schedule.__class__(schedulers=("random",),
                                                            batch_sizes=(6,)))
-    a = run_experiment(small, tmp_path / "a").read_results()
+    a = run_experiment(small, tmp_path / "a")
     pd.testing.assert_frame_equal(a, df[df["trial"] == "memit-random-b6-s0"].reset_index(drop=True))
 
     # resume: delete one finished trial of the full run; only that one runs again
@@ -449,7 +443,7 @@ def test_a_registered_suite_plugs_in(tiny_run, tmp_path):
                         evaluate=cfg.evaluate.__class__(
                             suites=("test_prompt_chars", "test_steps_seen"), pre_edit=False,
                             retention_every=5))
-    df = run_experiment(small, tmp_path / "plug").read_results()
+    df = run_experiment(small, tmp_path / "plug")
     assert set(df["suite"]) == {"test_prompt_chars", "steps_seen"}
     chars = df[df["suite"] == "test_prompt_chars"]
     assert (chars["step"] >= 0).all() and len(chars) == 12 + 5 + 10 + 12 - 3
@@ -485,9 +479,9 @@ def test_two_worker_processes_give_the_same_rows(tiny_run, tmp_path):
     cfg, _, df, _ = tiny_run
     memit = dataclasses.replace(cfg.editors[0], share_values=False)   # 4 separate trials
     small = cfg.replace(editors=(memit, cfg.editors[2]))              # + ft: 5 trials
-    par_folder = run_experiment(small, tmp_path / "par", workers=2)
+    par_folder = Runner(small, tmp_path / "par", workers=2).run()
     par = par_folder.read_results()
-    one = run_experiment(small, tmp_path / "one").read_results()
+    one = run_experiment(small, tmp_path / "one")
     assert set(par["trial"]) == {t.name for t in small.trials()}
     pd.testing.assert_frame_equal(par, one)
     pd.testing.assert_frame_equal(par[par["editor"] == "ft"].reset_index(drop=True),
@@ -502,18 +496,16 @@ def test_two_worker_processes_give_the_same_rows(tiny_run, tmp_path):
 def test_values_are_shared_only_where_every_batch_would_compute_the_same():
     from corredit.config import EditorConfig
     from corredit.editors import get_editor
-    from corredit.runner import Runner
-
     memit, rome, ft = (get_editor(n)() for n in ("memit", "rome", "ft-l"))
     batch = EditorConfig(name="memit", mode="batch")
-    assert Runner.shares_values(batch, memit, 8)
-    assert not Runner.shares_values(EditorConfig(name="memit", mode="batch", share_values=False),
+    assert RunInputs.shares_values(batch, memit, 8)
+    assert not RunInputs.shares_values(EditorConfig(name="memit", mode="batch", share_values=False),
                                     memit, 8)
-    assert not Runner.shares_values(EditorConfig(name="memit", mode="sequential"), memit, 1)
-    assert not Runner.shares_values(EditorConfig(name="ft-l", mode="batch"), ft, 8)
+    assert not RunInputs.shares_values(EditorConfig(name="memit", mode="sequential"), memit, 1)
+    assert not RunInputs.shares_values(EditorConfig(name="ft-l", mode="batch"), ft, 8)
     # ROME edits a batch fact by fact: values from the unedited model fit one-fact batches only
-    assert Runner.shares_values(EditorConfig(name="rome", mode="batch"), rome, 1)
-    assert not Runner.shares_values(EditorConfig(name="rome", mode="batch"), rome, 8)
+    assert RunInputs.shares_values(EditorConfig(name="rome", mode="batch"), rome, 1)
+    assert not RunInputs.shares_values(EditorConfig(name="rome", mode="batch"), rome, 8)
 
 
 def test_subset_and_shared_values(tiny_run, tmp_path):
@@ -528,7 +520,7 @@ def test_subset_and_shared_values(tiny_run, tmp_path):
                         subset={"n_subjects": 2, "seed": 1})
     small = cfg.replace(editors=(own, part),
                         schedule=cfg.schedule.__class__(schedulers=("random",), batch_sizes=(6,)))
-    got = run_experiment(small, tmp_path / "sub").read_results()
+    got = run_experiment(small, tmp_path / "sub")
 
     # value vectors optimised per batch instead of once per run: the same edits up to
     # floating-point order

@@ -79,5 +79,5 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert [r["finished"] for r in runs] == [0, len(done)]
 
     resumed = pd.read_parquet(out / "results.parquet")
-    whole = run_experiment(cfg, tmp_path / "whole").read_results()
+    whole = run_experiment(cfg, tmp_path / "whole")
     pd.testing.assert_frame_equal(resumed, whole)

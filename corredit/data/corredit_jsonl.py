@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import fields as dataclass_fields
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from corredit.atomic import atomic_write_text
 from corredit.data.fields import (
     build_request, case_id_of, mapping, text, text_list, type_name, value,
 )
@@ -40,11 +40,8 @@ _KNOWN = {f.name for f in dataclass_fields(EditRequest)}
 def write_requests(path: str | Path, requests: Iterable[EditRequest]) -> Path:
     """Write ``requests`` as a corredit JSONL file (atomically); returns the path."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for req in requests:
-            f.write(json.dumps(req.to_dict(), ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text("".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n"
+                              for r in requests), path)
     return path
 
 

@@ -136,12 +136,9 @@ del _src
 
 def default_cache_dir() -> Path:
     """Where fetched files go (see the module doc)."""
-    root = os.environ.get("CORREDIT_CACHE")
-    if root:
-        return Path(root) / "data"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "corredit" / "data"
+    from corredit.paths import cache_root
+
+    return cache_root() / "data"
 
 
 def verify_file(path: Path, source: DataSource) -> str | None:

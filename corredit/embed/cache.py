@@ -25,6 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from corredit.atomic import atomic_path, atomic_write_text
+from corredit.paths import cache_root
 from corredit.embed.base import Embedder
 from corredit.embed.fields import request_fingerprint_rows
 from corredit.types import EditRequest
@@ -33,10 +35,8 @@ __all__ = ["EmbeddingCache", "embed_requests", "cache_key", "default_cache_dir"]
 
 
 def default_cache_dir() -> Path:
-    """``$CORREDIT_CACHE/embeddings`` or ``~/.cache/corredit/embeddings``."""
-    root = os.environ.get("CORREDIT_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "corredit"
-    return base / "embeddings"
+    """``embeddings`` below :func:`corredit.paths.cache_root`."""
+    return cache_root() / "embeddings"
 
 
 def cache_key(requests: Sequence[EditRequest], identity: dict[str, Any],
@@ -80,16 +80,10 @@ class EmbeddingCache:
     def save(self, key: str, array: np.ndarray, provenance: dict[str, Any]) -> Path:
         """Store ``array`` (and a JSON provenance record) under ``key``; atomic."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
-        os.replace(tmp, path)
-        meta = path.with_suffix(".json")
-        tmp_meta = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
-        tmp_meta.write_text(json.dumps(provenance, sort_keys=True, default=str, indent=1),
-                            encoding="utf-8")
-        os.replace(tmp_meta, meta)
+        with atomic_path(path) as tmp:
+            np.save(tmp, np.ascontiguousarray(array), allow_pickle=False)
+        atomic_write_text(json.dumps(provenance, sort_keys=True, default=str, indent=1),
+                          path.with_suffix(".json"))
         return path
 
 

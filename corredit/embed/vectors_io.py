@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from corredit.atomic import atomic_path
+
 __all__ = ["Vectors", "write_vectors", "read_vectors", "META_KEY"]
 
 #: Parquet schema metadata key holding the JSON description of the embedding.
@@ -77,10 +79,8 @@ def write_vectors(path: str | os.PathLike[str], case_ids: Sequence[str], matrix:
     info = {"dim": dim, "n": len(case_ids), **(meta or {})}
     table = table.replace_schema_metadata({META_KEY: json.dumps(info, default=str).encode()})
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
     return path
 
 

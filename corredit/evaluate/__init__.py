@@ -12,6 +12,7 @@ Usage::
     score_multihop(h, requests)                    # suite="multihop"
     score_generation(h, requests, snippets=...)    # GE / RS, suite="probability"
     perplexity(h, texts); norm_growth(original, h.model)   # suite="health" via health_rows
+    SUITES.names()                                 # the suites a run's [evaluate] may name
 
 ``scoring`` runs the model (batched NLL); ``metrics`` holds pure functions of NLLs;
 each suite module joins the two; every suite labels its rows with its own name.
@@ -36,6 +37,7 @@ from corredit.evaluate.generation import (
 )
 from corredit.evaluate.health import (
     health_rows,
+    heldout_windows,
     norm_growth,
     perplexity,
     text_windows,
@@ -68,6 +70,16 @@ from corredit.evaluate.teacher_forced import (
     teacher_forced_reference,
 )
 from corredit.evaluate.zsre import ZSRE_METRICS, score_zsre, summarize_zsre
+from corredit.evaluate.suite import (
+    SUITES,
+    CaseSuite,
+    MeasurePoint,
+    Suite,
+    TrialContext,
+    get_suite,
+    register_case_suite,
+)
+from corredit.evaluate import suites as _builtin_suites  # noqa: F401  (registers the built-ins)
 
 __all__ = [
     "target_nll",
@@ -109,8 +121,16 @@ __all__ = [
     "summarize_generation",
     "GENERATION_METRICS",
     "text_windows",
+    "heldout_windows",
     "token_perplexity",
     "perplexity",
     "norm_growth",
     "health_rows",
+    "SUITES",
+    "Suite",
+    "CaseSuite",
+    "MeasurePoint",
+    "TrialContext",
+    "register_case_suite",
+    "get_suite",
 ]

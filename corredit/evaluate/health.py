@@ -23,7 +23,7 @@ from corredit.evaluate.rows import suite_rows
 from corredit.evaluate.scoring import _pad_id, encode_prompt
 from corredit.models.tracing import eval_mode
 
-__all__ = ["text_windows", "token_perplexity", "perplexity", "norm_growth", "health_rows"]
+__all__ = ["text_windows", "heldout_windows", "token_perplexity", "perplexity", "norm_growth", "health_rows"]
 
 SUITE = "health"
 
@@ -43,6 +43,28 @@ def text_windows(tokenizer: Any, texts: Sequence[str], max_length: int = 128
         out += [w for w in (ids[s:s + max_length] for s in range(0, len(ids), max_length))
                 if len(w) >= 2]
     return out
+
+
+def heldout_windows(tokenizer: Any, texts: Sequence[str], *, max_tokens: int,
+                    max_length: int) -> list[list[int]]:
+    """Token windows of held-out text: the texts tokenised, joined by the EOS token,
+    cut to ``max_tokens`` tokens and split into windows of ``max_length``."""
+    sep = tokenizer.eos_token_id
+    ids: list[int] = []
+    for text in texts:
+        if not text.strip():
+            continue
+        if ids and sep is not None:
+            ids.append(int(sep))
+        ids += list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if len(ids) >= max_tokens:
+            break
+    ids = ids[:max_tokens]
+    windows = [ids[s:s + max_length] for s in range(0, len(ids), max_length)]
+    windows = [w for w in windows if len(w) >= 2]
+    if not windows:
+        raise ValueError("held-out texts: fewer than 2 tokens, no perplexity to measure")
+    return windows
 
 
 def token_perplexity(h: Any, windows: Sequence[Sequence[int]], batch_size: int = 8) -> float:

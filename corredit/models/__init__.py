@@ -38,7 +38,7 @@ from corredit.models.subject import (
 from corredit.models.tracing import (
     Addition, Site, StopForward, TraceResult, eval_mode, trace, tracing,
 )
-from corredit.models.weights import restore, snapshot
+from corredit.models.weights import param_checksum, restore, snapshot
 
 __all__ = [
     "load",
@@ -67,5 +67,6 @@ __all__ = [
     "prompt_token_ids",
     "SubjectNotFoundError",
     "snapshot",
+    "param_checksum",
     "restore",
 ]

@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from corredit.atomic import atomic_path, atomic_write_text
 from corredit.plots.backend import new_figure
 from corredit.plots.compute import (
     SCORE_METRICS,
@@ -66,7 +67,6 @@ from corredit.plots.rundata import (
     read_run,
     register_figure as _register,
 )
-from corredit.results import atomic_write_text
 
 __all__ = [
     "RunData",
@@ -369,9 +369,8 @@ def save_figure(fig: Any, out_dir: str | os.PathLike[str], name: str, *,
     paths = []
     for fmt in formats:
         path = out / f"{name}.{fmt}"
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.{fmt}")
-        fig.savefig(tmp, format=fmt, dpi=dpi)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi)
         paths.append(path)
     return paths
 

@@ -9,6 +9,7 @@ Usage::
     s.summary(X, requests)          # mean / nearest / max within-batch similarity, ...
     s.to_frame()                    # batch, position, index, case_id
     SCHEDULERS.names()              # every registered scheduler
+    needs_embeddings("correlated")  # True: it ranks edits by similarity
 
 See :mod:`corredit.schedule.schedulers` for the built-in schedulers.
 """
@@ -16,13 +17,17 @@ See :mod:`corredit.schedule.schedulers` for the built-in schedulers.
 from corredit.schedule.edits import EditSet, edit_set
 from corredit.schedule.layout import batch_sizes, chunk, deal
 from corredit.schedule.measure import batch_correlation, similarity_floor, summarize_correlation
-from corredit.schedule.registry import SCHEDULERS, Scheduler, make_schedule
+from corredit.schedule.registry import (
+    SCHEDULERS, Scheduler, check_scheduler_params, make_schedule, needs_embeddings,
+    register_scheduler,
+)
 from corredit.schedule.schedule import FRAME_COLUMNS, Schedule
 from corredit.schedule import schedulers as _builtin  # noqa: F401  (registers the built-ins)
 from corredit.schedule.tree import similarity_orders
 
 __all__ = [
     "Schedule", "FRAME_COLUMNS", "make_schedule", "SCHEDULERS", "Scheduler",
+    "register_scheduler", "needs_embeddings", "check_scheduler_params",
     "EditSet", "edit_set", "batch_sizes", "chunk", "deal",
     "batch_correlation", "summarize_correlation", "similarity_floor", "similarity_orders",
 ]

@@ -6,9 +6,13 @@ Usage::
     s = make_schedule("decorrelated", requests, batch_size=100, embeddings=X, seed=0)
     SCHEDULERS.names()      # ['correlated', 'decorrelated', 'random', ...]
 
-    @SCHEDULERS.register("reversed")
+    @register_scheduler("reversed")
     def reversed_order(edits: EditSet, batch_size: int, *, seed: int) -> list[list[int]]:
         return chunk(range(edits.n - 1, -1, -1), batch_size)
+
+    @register_scheduler("by_similarity", needs_embeddings=True)
+    def by_similarity(edits, batch_size, *, seed): ...   # uses edits.need_embeddings(...)
+    needs_embeddings("by_similarity")      # True: a run without embeddings is refused early
 
 A scheduler receives an :class:`EditSet` (what is known about the edits: count, case ids,
 subjects, relations, unit-length embeddings), the batch size, the seed and its own
@@ -31,7 +35,8 @@ from corredit.schedule.layout import batch_sizes
 from corredit.schedule.schedule import Schedule
 from corredit.types import EditRequest
 
-__all__ = ["SCHEDULERS", "make_schedule", "Scheduler"]
+__all__ = ["SCHEDULERS", "make_schedule", "Scheduler", "register_scheduler",
+           "needs_embeddings", "check_scheduler_params"]
 
 Scheduler = Callable[..., Sequence[Sequence[int]]]
 
@@ -39,6 +44,30 @@ Scheduler = Callable[..., Sequence[Sequence[int]]]
 SCHEDULERS: Registry[Scheduler] = Registry(
     "scheduler", hint="Register one with @SCHEDULERS.register(name) from corredit.schedule."
 )
+
+
+def register_scheduler(name: str, *, needs_embeddings: bool = False,
+                       replace: bool = False) -> Callable[[Scheduler], Scheduler]:
+    """Decorator registering a scheduler under ``name``; ``needs_embeddings`` declares
+    that it ranks edits by similarity, so it cannot run without an embedding."""
+
+    def decorate(fn: Scheduler) -> Scheduler:
+        fn.needs_embeddings = bool(needs_embeddings)  # type: ignore[attr-defined]
+        SCHEDULERS.add(name, fn, replace=replace)
+        return fn
+
+    return decorate
+
+
+def needs_embeddings(name: str) -> bool:
+    """Whether the scheduler registered as ``name`` declared that it needs embeddings."""
+    return bool(getattr(SCHEDULERS.get(name), "needs_embeddings", False))
+
+
+def check_scheduler_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` checked against the keyword parameters of scheduler ``name`` (a
+    ``ValueError`` names the unknown ones); returns them with the defaults filled in."""
+    return _resolve_params(name, SCHEDULERS.get(name), dict(params))
 
 
 def _resolve_params(name: str, fn: Scheduler, params: dict[str, Any]) -> dict[str, Any]:

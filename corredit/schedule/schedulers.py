@@ -50,7 +50,7 @@ from corredit.graph.similarity import top_k_neighbors
 from corredit.schedule.blas import one_blas_thread
 from corredit.schedule.layout import batch_sizes, chunk, deal
 from corredit.schedule.edits import EditSet
-from corredit.schedule.registry import SCHEDULERS
+from corredit.schedule.registry import register_scheduler
 from corredit.schedule.tree import similarity_orders
 
 __all__ = [
@@ -60,19 +60,19 @@ __all__ = [
 ]
 
 
-@SCHEDULERS.register("input_order")
+@register_scheduler("input_order")
 def input_order(edits: EditSet, batch_size: int, *, seed: int) -> list[list[int]]:
     """The requests in the order given, cut into consecutive batches."""
     return chunk(np.arange(edits.n), batch_size)
 
 
-@SCHEDULERS.register("random")
+@register_scheduler("random")
 def random_order(edits: EditSet, batch_size: int, *, seed: int) -> list[list[int]]:
     """A seeded random permutation cut into consecutive batches."""
     return chunk(np.random.default_rng(seed).permutation(edits.n), batch_size)
 
 
-@SCHEDULERS.register("correlated")
+@register_scheduler("correlated", needs_embeddings=True)
 def correlated(edits: EditSet, batch_size: int, *, seed: int, leaf_size: int = 8,
                iters: int = 8) -> list[list[int]]:
     """Batches that are compact clusters: the leaves of a balanced 2-means bisection tree
@@ -83,7 +83,7 @@ def correlated(edits: EditSet, batch_size: int, *, seed: int, leaf_size: int = 8
     return chunk(near, batch_size)
 
 
-@SCHEDULERS.register("decorrelated_spread")
+@register_scheduler("decorrelated_spread", needs_embeddings=True)
 def decorrelated_spread(edits: EditSet, batch_size: int, *, seed: int, leaf_size: int = 8,
                         iters: int = 8) -> list[list[int]]:
     """Consecutive chunks of the bisection tree's van der Corput order, in which the two
@@ -160,7 +160,7 @@ def _dissimilar_batch_order(X: np.ndarray, batches: list[list[int]], seed: int) 
     return [full[i] for i in far.tolist()] + rest
 
 
-@SCHEDULERS.register("decorrelated_greedy")
+@register_scheduler("decorrelated_greedy", needs_embeddings=True)
 def decorrelated_greedy(edits: EditSet, batch_size: int, *, seed: int) -> list[list[int]]:
     """Greedy anticlustering: edits in seeded random order, each to the batch with room
     whose current members have the smallest summed similarity to it; batches then ordered
@@ -203,7 +203,7 @@ def _coloring(name: str, edits: EditSet, batch_size: int, seed: int, k: int) -> 
     return _dissimilar_batch_order(X, batches, seed)
 
 
-@SCHEDULERS.register("decorrelated_coloring")
+@register_scheduler("decorrelated_coloring", needs_embeddings=True)
 def decorrelated_coloring(
     edits: EditSet, batch_size: int, *, seed: int, k: int = 10
 ) -> list[list[int]]:
@@ -214,7 +214,7 @@ def decorrelated_coloring(
     return _coloring("decorrelated_coloring", edits, batch_size, seed, k)
 
 
-@SCHEDULERS.register("decorrelated")
+@register_scheduler("decorrelated", needs_embeddings=True)
 def decorrelated(edits: EditSet, batch_size: int, *, seed: int, k: int = 10) -> list[list[int]]:
     """The best measured decorrelating scheduler, ``decorrelated_coloring``: lowest mean,
     nearest and maximum within-batch similarity of the alternatives (see the module
@@ -233,7 +233,7 @@ def _subject_groups(subjects: tuple[str, ...], rng: np.random.Generator) -> list
     return [groups[g] for g in rng.permutation(len(groups))]
 
 
-@SCHEDULERS.register("same_subject_together")
+@register_scheduler("same_subject_together")
 def same_subject_together(edits: EditSet, batch_size: int, *, seed: int) -> list[list[int]]:
     """Edits of one subject in one batch: subject groups, largest first (equal sizes in
     seeded random order), packed best-fit into the batches; a group is split only when no
@@ -274,7 +274,7 @@ def same_subject_together(edits: EditSet, batch_size: int, *, seed: int) -> list
     return batches
 
 
-@SCHEDULERS.register("same_subject_apart")
+@register_scheduler("same_subject_apart")
 def same_subject_apart(edits: EditSet, batch_size: int, *, seed: int) -> list[list[int]]:
     """Edits of one subject in different batches: the edits, grouped by subject (groups in
     seeded random order; by similarity when embeddings are given), dealt round-robin to

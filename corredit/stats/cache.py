@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -40,6 +39,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from corredit.atomic import atomic_path
 from corredit.stats.collect import PRECISIONS, StatsState, accumulate, finalize
 from corredit.stats.corpus import Corpus
 from corredit.stats.moment import SecondMoment
@@ -171,10 +171,8 @@ class StatsCache:
         for layer, m in state.moments.items():
             arrays[f"layer{layer}.sum"] = m.sum.numpy()
             arrays[f"layer{layer}.count"] = np.array(m.count)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, **arrays)
 
     def _load_partial(self, path: Path, layers: list[int]) -> StatsState:
         with np.load(path, allow_pickle=False) as d:

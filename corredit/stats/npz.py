@@ -15,13 +15,13 @@ corredit's own cache adds a JSON string ``corredit.provenance``; other readers i
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from corredit.atomic import atomic_path
 from corredit.stats.moment import SecondMoment
 
 __all__ = ["save_npz", "load_npz", "reference_filename"]
@@ -49,9 +49,8 @@ def save_npz(path: str | Path, moment: SecondMoment, *, dtype: str = "float64",
         arrays["sample_size"] = np.array(int(sample_size))
     if provenance and moment.provenance:
         arrays[_PROVENANCE_KEY] = np.array(json.dumps(moment.provenance, sort_keys=True))
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
     return path
 
 

@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 import torch
 
+from corredit.atomic import atomic_write_text
 from corredit.paths import cache_root
 
 __all__ = ["ModelSampleCorpus", "sample_documents"]
@@ -97,10 +98,8 @@ class ModelSampleCorpus:
             else:
                 self._texts = sample_documents(self.h, n_docs=self.n_docs, length=self.length,
                                                seed=self.seed)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".tmp{os.getpid()}")
-                tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in self._texts))
-                os.replace(tmp, path)
+                atomic_write_text("".join(json.dumps({"text": t}) + "\n"
+                                          for t in self._texts), path)
         return self._texts
 
     def documents(self, start: int = 0) -> Iterator[str]:
