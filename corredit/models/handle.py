@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import importlib
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from corredit.models.adapters import ArchitectureAdapter, get_adapter
 from corredit.registry import Registry
@@ -233,17 +234,112 @@ def _not_found(name: str, detail: str, hub: str = "is unreachable") -> ModelNotF
     )
 
 
+_SAFETENSORS = "*.safetensors"
+_PICKLED = ("pytorch_model*.bin", "*.pt", "*.pth")
+
+
+def _files(folder: Path, patterns: Sequence[str]) -> list[Path]:
+    """The files of ``folder`` matching any of ``patterns``."""
+    return sorted({f for pat in patterns for f in folder.glob(pat) if f.is_file()})
+
+
+def _first_bad_safetensors(files: Sequence[Path]) -> Path | None:
+    """The first of ``files`` whose safetensors header does not read, or None."""
+    try:
+        from safetensors import safe_open
+    except ImportError:  # pragma: no cover
+        return None
+    for f in files:
+        try:
+            with safe_open(str(f), framework="pt"):
+                pass
+        except Exception:  # noqa: BLE001 - any failure marks the file as the damaged one
+            return f
+    return None
+
+
+def _damaged(source: str, exc: BaseException) -> ModelNotFoundError | None:
+    """A :class:`ModelNotFoundError` naming the weights file behind ``exc`` when ``exc``
+    says a checkpoint is damaged or refused; None for any other failure."""
+    import pickle
+
+    where = Path(source).expanduser() if Path(source).expanduser().is_dir() else None
+    name, text = type(exc).__name__, str(exc)
+    redo = "delete it and write the model again with save_pretrained (or download it again)"
+    if name == "SafetensorError" or (isinstance(exc, OSError) and "safetensors" in text.lower()):
+        files = _files(where, (_SAFETENSORS,)) if where else []
+        bad = _first_bad_safetensors(files) or (files[0] if len(files) == 1 else None)
+        what = str(bad) if bad else (", ".join(map(str, files)) or f"a weights file of {source}")
+        return ModelNotFoundError(f"cannot load model {source}: the weights file {what} is "
+                                  f"damaged (truncated, empty or not safetensors: {text}); {redo}")
+    files = _files(where, _PICKLED) if where else []
+    what = ", ".join(map(str, files)) or f"the pickled weights file of {source}"
+    if isinstance(exc, pickle.UnpicklingError) and "weights only" in text.lower():
+        return ModelNotFoundError(
+            f"cannot load model {source}: the pickled checkpoint {what} holds objects other than "
+            f"tensors and was refused (loading it could run code); get model.safetensors "
+            f"instead, or convert the checkpoint with a trusted copy (load it, then "
+            f"save_pretrained writes safetensors)")
+    if isinstance(exc, (pickle.UnpicklingError, EOFError)) or (
+            isinstance(exc, RuntimeError) and ("PytorchStreamReader" in text
+                                               or "zip archive" in text)):
+        return ModelNotFoundError(f"cannot load model {source}: the weights file {what} is "
+                                  f"damaged (truncated or not a PyTorch checkpoint: "
+                                  f"{text.splitlines()[0] if text else name}); {redo}")
+    return None
+
+
 def _from_pretrained(source: str, dtype: Any, local_only: bool) -> tuple[Any, Any]:
+    """Tokenizer and model; a damaged or refused file raises a
+    :class:`ModelNotFoundError` that names it."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    folder = Path(source).expanduser()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    except Exception as exc:  # OSError (missing or unreadable config) keeps its own message
+        if not folder.is_dir() or isinstance(exc, (OSError, ImportError)):
+            raise
+        files = ", ".join(str(folder / f) for f in _TOKENIZER_FILES if (folder / f).is_file())
+        raise ModelNotFoundError(f"cannot load model {source}: its tokenizer files ({files}) "
+                                 f"could not be read ({type(exc).__name__}: {exc}); write them "
+                                 f"again with tokenizer.save_pretrained") from exc
     if len(tokenizer) < 2:  # transformers builds an empty tokenizer when its files are missing
         raise OSError(f"the tokenizer of {source} is empty (vocabulary of {len(tokenizer)}); its files are missing")
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=local_only)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=local_only)
+    except Exception as exc:
+        damaged = _damaged(source, exc)
+        if damaged is None:
+            raise
+        raise damaged from exc
     return model, tokenizer
 
 
-def load(name_or_path: "str | os.PathLike[str]", *, device: "str | torch.device | None" = None, dtype: "str | torch.dtype | None" = None) -> ModelHandle:
+@contextmanager
+def _progress_bars(enabled: bool) -> Iterator[None]:
+    """Inside ``with``: transformers' and huggingface_hub's progress bars off unless
+    ``enabled``; the previous setting comes back on exit."""
+    restore: list[Callable[[], None]] = []
+    if not enabled:
+        from huggingface_hub import utils as hub
+        from transformers.utils import logging as hf_logging
+
+        if hf_logging.is_progress_bar_enabled():
+            hf_logging.disable_progress_bar()
+            restore.append(hf_logging.enable_progress_bar)
+        if not hub.are_progress_bars_disabled():
+            hub.disable_progress_bars()
+            restore.append(hub.enable_progress_bars)
+    try:
+        yield
+    finally:
+        for undo in restore:
+            undo()
+
+
+def load(name_or_path: "str | os.PathLike[str]", *, device: "str | torch.device | None" = None,
+         dtype: "str | torch.dtype | None" = None, progress: bool = True) -> ModelHandle:
     """Load a causal LM and its tokenizer from a local folder, a GGUF file (dequantised
     once and cached), a registered model name (``"smollm2-135m"``, ``"gemma3-270m"``: see
     :mod:`corredit.models.catalog`), the local Hub cache, a Hub name, or a registered
@@ -251,7 +347,9 @@ def load(name_or_path: "str | os.PathLike[str]", *, device: "str | torch.device 
 
     ``device`` defaults to :func:`default_device`; ``dtype`` defaults to float32
     (``"auto"`` keeps the checkpoint's type; strings like ``"bfloat16"`` are accepted).
-    Raises :class:`ModelNotFoundError` when the model cannot be found.
+    ``progress=False`` silences the loading and download progress bars.
+    Raises :class:`ModelNotFoundError` when the model cannot be found, or when a file of
+    it is damaged or refused (the message names the file).
     """
     import torch
 
@@ -265,10 +363,12 @@ def load(name_or_path: "str | os.PathLike[str]", *, device: "str | torch.device 
         if not Path(name).is_dir():
             raise _not_found(name, f"the alias {os.fspath(name_or_path)!r} names a missing folder")
     elif name in MODELS:
-        folder, spec = resolve_model_folder(name)
+        with _progress_bars(progress):
+            folder, spec = resolve_model_folder(name)
         name = os.fspath(folder)
     elif name.endswith(".gguf") and Path(name).expanduser().is_file():
-        name = os.fspath(cached_gguf_folder(name))
+        with _progress_bars(progress):
+            name = os.fspath(cached_gguf_folder(name))
     if dtype is None:
         dtype = torch.float32
     elif isinstance(dtype, str) and dtype != "auto":
@@ -291,7 +391,10 @@ def load(name_or_path: "str | os.PathLike[str]", *, device: "str | torch.device 
                 f"tokenizer.save_pretrained(folder)"
             )
         try:
-            model, tokenizer = _from_pretrained(str(local), dtype, local_only=True)
+            with _progress_bars(progress):
+                model, tokenizer = _from_pretrained(str(local), dtype, local_only=True)
+        except ModelNotFoundError:
+            raise
         except (OSError, ValueError) as exc:  # incomplete folder: keep the loader's reason
             raise ModelNotFoundError(f"cannot load a model from folder {local}: {exc}") from exc
         source = str(local)
@@ -301,7 +404,8 @@ def load(name_or_path: "str | os.PathLike[str]", *, device: "str | torch.device 
         hub = _OFFLINE if _hub_offline() else "is not asked for a file-system path"
         raise _not_found(name, f"there is no local folder {local.resolve()}", hub)
     else:
-        model, tokenizer = _from_hub(name, dtype)
+        with _progress_bars(progress):
+            model, tokenizer = _from_hub(name, dtype)
         source = name
     model.to(torch.device(device) if device is not None else default_device())
     h = wrap(model, tokenizer, name=spec.name if spec is not None else source)
@@ -315,6 +419,8 @@ def _from_hub(name: str, dtype: Any) -> tuple[Any, Any]:
     missing = "there is no local folder of that name"
     try:
         return _from_pretrained(name, dtype, local_only=True)
+    except ModelNotFoundError:
+        raise
     except (OSError, ValueError) as exc:
         if isinstance(exc, ValueError) and "repo" not in str(exc).lower():
             raise
@@ -324,5 +430,7 @@ def _from_hub(name: str, dtype: Any) -> tuple[Any, Any]:
         raise _not_found(name, missing, "is unreachable (no connection)")
     try:
         return _from_pretrained(name, dtype, local_only=False)
+    except ModelNotFoundError:
+        raise
     except OSError as exc:
         raise _not_found(name, missing, f"could not provide it ({exc})") from exc
