@@ -285,7 +285,7 @@ def _register_graph(sub: Any) -> None:
 def _graph(args: argparse.Namespace) -> int:
     from corredit.graph import graph_statistics, knn_graph, threshold_graph, to_edge_frame, \
         write_graphml
-    from corredit.results import atomic_write_parquet
+    from corredit.atomic import atomic_write_parquet
 
     stages = _Stages(["load", "vectors", "build", "statistics", "write"], desc="graph",
                      quiet=args.quiet)
@@ -343,7 +343,7 @@ def _register_schedule(sub: Any) -> None:
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    from corredit.results import atomic_write_parquet
+    from corredit.atomic import atomic_write_parquet
     from corredit.schedule import batch_correlation, make_schedule
 
     stages = _Stages(["load", "vectors", "schedule", "measure", "write"], desc="schedule",

@@ -40,7 +40,7 @@ from corredit.plots.figures import (
     read_manifest,
     read_run,
 )
-from corredit.results import atomic_write_text
+from corredit.atomic import atomic_write_text
 
 __all__ = [
     "write_report",

@@ -51,8 +51,6 @@ __all__ = [
     "RunFolder",
     "RunFolderBusy",
     "validate_rows",
-    "atomic_write_parquet",
-    "atomic_write_text",
 ]
 
 #: Columns describing one measurement. ``step`` is the index of the applied batch after

@@ -23,7 +23,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from corredit.results import RunFolder, atomic_write_text
+from corredit.atomic import atomic_write_text
+from corredit.results import RunFolder
 
 __all__ = ["tidy_frame", "synthetic_results", "synthetic_subjects", "write_synthetic_run",
            "synthetic_graph_edges"]
