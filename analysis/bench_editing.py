@@ -1,23 +1,44 @@
-"""Benchmark of the editing engine on the embedded world model.
+"""Benchmark of the editing engine: value optimisation, statistics, scoring, edits.
 
 Usage::
 
-    python analysis/bench_editing.py                 # prints figures; last line is JSON
+    python analysis/bench_editing.py                        # the embedded world model
+    python analysis/bench_editing.py --model smollm2-135m --threads 2
     python analysis/bench_editing.py --n-edits 32 --stats-tokens 20000
 
-Measures: the value optimisation of the same edits one at a time (the reference loop) and
-jointly (one forward/backward pass per step), with the largest relative difference
-between the two sets of vectors; second-moment collection throughput against a bare
-forward pass over the same tokens to the same top layer; edits per second of FT-L, ROME
-(facts applied one after another) and MEMIT (one batch).
+Prints figures as it goes; the last line is one JSON object. Every ratio is measured side
+by side in one run:
+
+* value optimisation of the same edits (ROME's templates and site, all edits jointly)
+  with the full recomputation at every step and with the incremental passes (cached
+  prefixes): ``full_s``, ``incremental_s``, ``speedup``, ``max_rel_diff`` between the two
+  sets of vectors, and ``flops_fraction``, the incremental path's arithmetic over the
+  full path's counted in token-layers (a backward token-layer counted as two forward);
+* the per-edit loop against the joint optimisation (MEMIT's templates, and the reference
+  templates), as ``value_loop`` and ``reference_templates``;
+* second-moment collection (``"mixed"`` and ``"float64"`` precision) against a bare
+  forward pass over the same tokens to the same top layer;
+* :func:`corredit.evaluate.score_targets` over the edits' prompts;
+* seconds per edit of FT-L, ROME (facts applied one after another) and MEMIT (one batch).
+
+The world model's edits are drawn from its world; other models (any name
+:func:`corredit.models.load` accepts) edit CounterFact records from the shared data
+folder and collect statistics on its WikiText-2 text; the run stops with a message when
+those files are absent.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
+from pathlib import Path
 from typing import Sequence
+
+SHARED_DATA = Path(os.environ.get("CORREDIT_SHARED_DATA",
+                                  Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
 def distinct_subject_sample(w, n, seed=0):
@@ -34,9 +55,114 @@ def _timed(fn):
     return out, time.perf_counter() - t0
 
 
+def _rel_diff(a, b) -> float:
+    """Largest ``||a_i - b_i|| / ||b_i||`` over the vectors."""
+    return float(((a - b).norm(dim=-1) / b.norm(dim=-1).clamp(min=1e-12)).max())
+
+
+def _workload(name: str, n: int, seed: int, stats_tokens: int):
+    """``(requests, stats corpus)`` for the model: the world's, or CounterFact records and
+    WikiText-2 text from the shared data folder."""
+    from corredit.stats import TextFileCorpus, TextsCorpus
+
+    if name == "world":
+        from corredit.world import load_world
+
+        w = load_world()
+        return distinct_subject_sample(w, n, seed), TextsCorpus(list(w.stats_texts()),
+                                                                identity="world-stats")
+    from corredit.data.loading import load_dataset
+
+    cf = SHARED_DATA / "counterfact" / "counterfact-edit.json"
+    wiki = SHARED_DATA / "wikitext2" / "wiki.test.raw.txt"
+    missing = [str(p) for p in (cf, wiki) if not p.is_file()]
+    if missing:
+        sys.exit(f"bench_editing: {', '.join(missing)} not found (set CORREDIT_SHARED_DATA); "
+                 f"nothing measured")
+    requests, seen = [], set()
+    for r in load_dataset(cf).requests:
+        if r.subject not in seen:
+            seen.add(r.subject)
+            requests.append(r)
+        if len(requests) == n:
+            break
+    return requests, TextFileCorpus(wiki, clean="wikitext")
+
+
+def _value_paths(h, editor, hp, requests, site, seed: int) -> dict:
+    """The same units with the full recomputation and with the incremental passes."""
+    from corredit.editors import ValueOptimizer, units_from_requests
+    from corredit.editors.templates import flatten_groups
+
+    groups = editor.templates_.groups(h, prompts=hp.context_prompts, lengths=hp.context_templates,
+                                      seed=seed, top_k=hp.context_top_k)
+    units = units_from_requests(requests, flatten_groups(groups), kl_prompt=hp.kl_prompt)
+    full = ValueOptimizer(h, [site], hp, incremental=False)
+    inc = ValueOptimizer(h, [site], hp)
+    inc.optimize(units[:1])                                                # warm-up
+    inc.work = {"forward": 0, "backward": 0}
+    ref, full_s = _timed(lambda: full.optimize(units))
+    res, inc_s = _timed(lambda: inc.optimize(units))
+
+    def flops(work: dict) -> int:
+        return work["forward"] + 2 * work["backward"]
+
+    out = {"templates": len(flatten_groups(groups)), "steps": hp.v_num_grad_steps,
+           "full_s": round(full_s, 3), "incremental_s": round(inc_s, 3),
+           "speedup": round(full_s / inc_s, 2), "max_rel_diff": _rel_diff(res.delta, ref.delta),
+           "flops_fraction": round(flops(inc.work) / flops(full.work), 4),
+           "same_steps": bool((ref.steps == res.steps).all())}
+    print(f"value optimisation of {len(units)} edits at {site} ({out['templates']} templates + KL "
+          f"prompt, <= {hp.v_num_grad_steps} steps): full {full_s:.2f}s, incremental {inc_s:.2f}s, "
+          f"speedup {out['speedup']}x, arithmetic {out['flops_fraction']:.3f} of the full path's, "
+          f"max rel diff {out['max_rel_diff']:.2e}, same step counts {out['same_steps']}")
+    return out
+
+
+def _loop_vs_joint(h, editor, hp, requests, seed: int) -> dict:
+    from corredit.editors import ValueOptimizer, units_from_requests
+    from corredit.editors.templates import flatten_groups
+    from corredit.models import Site
+
+    groups = editor.templates_.groups(h, prompts=hp.context_prompts, lengths=hp.context_templates,
+                                      seed=seed, top_k=hp.context_top_k)
+    units = units_from_requests(requests, flatten_groups(groups), kl_prompt=hp.kl_prompt)
+    opt = ValueOptimizer(h, [Site("block", hp.layers[-1], "output")], hp)
+    opt.optimize(units[:2])                                              # warm-up
+    loop, loop_s = _timed(lambda: opt.optimize_each(units))
+    joint, batched_s = _timed(lambda: opt.optimize(units))
+    out = {"templates": len(flatten_groups(groups)), "loop_s": round(loop_s, 3),
+           "batched_s": round(batched_s, 3), "speedup": round(loop_s / batched_s, 2),
+           "max_rel_diff": _rel_diff(joint.delta, loop.delta),
+           "same_steps": bool((loop.steps == joint.steps).all())}
+    print(f"  loop vs joint ({out['templates']} templates): loop {loop_s:.2f}s, joint {batched_s:.2f}s, "
+          f"speedup {out['speedup']}x, max rel diff {out['max_rel_diff']:.2e}, "
+          f"same step counts {out['same_steps']}")
+    return out
+
+
+def _scoring(h, requests) -> float:
+    from corredit.evaluate import score_targets
+
+    prompts, targets = [], []
+    for r in requests:
+        for p in (r.rewrite_prompt, *r.paraphrase_prompts):
+            prompts.append(p)
+            targets.append(r.target_new)
+        for p in r.neighborhood_prompts:
+            prompts.append(p)
+            targets.append(r.target_true)
+    score_targets(h, prompts[:4], targets[:4])                           # warm-up
+    _, secs = _timed(lambda: score_targets(h, prompts, targets))
+    rate = len(prompts) / secs
+    print(f"score_targets: {len(prompts)} prompts in {secs:.2f}s ({rate:.1f} prompts/s)")
+    return rate
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-edits", type=int, default=64, help="edits in the value benchmark and the MEMIT/FT batch")
+    parser.add_argument("--model", default="world", help="any name corredit.models.load accepts")
+    parser.add_argument("--n-edits", type=int, default=16, help="edits in the value benchmark and the MEMIT/FT batch")
     parser.add_argument("--rome-edits", type=int, default=16, help="ROME edits applied one after another")
     parser.add_argument("--stats-tokens", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
@@ -46,77 +172,65 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     import torch
 
-    from corredit.editors import MemitHParams, ValueOptimizer, get_editor, units_from_requests
-    from corredit.editors.templates import flatten_groups
+    from corredit.editors import MemitHParams, get_editor
     from corredit.models import Site, load
-    from corredit.stats import TextsCorpus, measure_throughput, second_moments
-    from corredit.world import load_world
+    from corredit.stats import measure_throughput, second_moments
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    w = load_world()
-    h = load("world", device=args.device)
-    reqs = distinct_subject_sample(w, args.n_edits, args.seed)
+    h = load(args.model, device=args.device)
+    reqs, corpus = _workload(args.model, args.n_edits, args.seed, args.stats_tokens)
     print(f"model {h.name}: {h.n_layers} layers, d={h.hidden_size}, d_k={h.key_size}; "
           f"{len(reqs)} edits; torch threads {torch.get_num_threads()}")
 
-    # -- value optimisation: loop vs joint ------------------------------------------------
-    memit = get_editor("memit")()
-    hp = memit.hparams_for(h)
-
-    def value_bench(hp) -> dict:
-        groups = memit.templates_.groups(h, prompts=hp.context_prompts, lengths=hp.context_templates,
-                                         seed=args.seed, top_k=hp.context_top_k)
-        units = units_from_requests(reqs, flatten_groups(groups), kl_prompt=hp.kl_prompt)
-        opt = ValueOptimizer(h, [Site("block", hp.layers[-1], "output")], hp)
-        opt.optimize(units[:2])                                          # warm-up
-        loop, loop_s = _timed(lambda: opt.optimize_each(units))
-        joint, batched_s = _timed(lambda: opt.optimize(units))
-        rel = (joint.delta - loop.delta).norm(dim=-1) / loop.delta.norm(dim=-1).clamp(min=1e-12)
-        out = {"templates": len(flatten_groups(groups)), "steps": hp.v_num_grad_steps,
-               "loop_s": round(loop_s, 3), "batched_s": round(batched_s, 3),
-               "speedup": round(loop_s / batched_s, 2), "max_rel_diff": float(rel.max()),
-               "same_steps": bool((loop.steps == joint.steps).all())}
-        print(f"value optimisation of {len(units)} edits ({out['templates']} templates + KL prompt, "
-              f"<= {hp.v_num_grad_steps} steps): loop {loop_s:.2f}s, joint {batched_s:.2f}s, speedup "
-              f"{out['speedup']}x, max rel diff {out['max_rel_diff']:.2e}, same step counts {out['same_steps']}")
-        return out
-
-    main_value = value_bench(hp)
+    # -- value optimisation: full recomputation vs incremental; loop vs joint ------------
+    rome, memit = get_editor("rome")(), get_editor("memit")()
+    rhp, mhp = rome.hparams_for(h), memit.hparams_for(h)
+    paths = _value_paths(h, rome, rhp, reqs, Site("mlp_out", rhp.layer, "output"), args.seed)
+    loop = _loop_vs_joint(h, memit, mhp, reqs, args.seed)
     ref = MemitHParams()
-    ref_value = value_bench(hp.replace(context_prompts=ref.context_prompts,
-                                       context_templates=ref.context_templates))
+    ref_loop = _loop_vs_joint(h, memit, mhp.replace(context_prompts=ref.context_prompts,
+                                                    context_templates=ref.context_templates),
+                              reqs, args.seed)
 
     # -- statistics vs bare forward (same pre-tokenized batches, best of two) ---------
-    layers = list(hp.layers)
-    corpus = TextsCorpus(list(w.stats_texts()), identity="world-stats")
-    thr = measure_throughput(h, layers, corpus, max_tokens=args.stats_tokens, repeats=2)
-    print(f"second moments at layers {layers}: {thr['stats_tokens_per_s']:.0f} tokens/s; bare forward "
-          f"to layer {max(layers)}: {thr['forward_tokens_per_s']:.0f} tokens/s ({int(thr['tokens'])} tokens)")
-    mixed = measure_throughput(h, layers, corpus, max_tokens=args.stats_tokens, repeats=2,
-                               precision="mixed")
-    print(f"  precision 'mixed' (float32 products, float64 sums): "
-          f"{mixed['stats_tokens_per_s']:.0f} tokens/s against {mixed['forward_tokens_per_s']:.0f}")
-    moments = second_moments(h, range(h.n_layers), corpus, max_tokens=args.stats_tokens, batch_size=32)
+    layers = list(mhp.layers)
+    thr = {p: measure_throughput(h, layers, corpus, max_tokens=args.stats_tokens, repeats=2,
+                                 precision=p) for p in ("mixed", "float64")}
+    for p, t in thr.items():
+        print(f"second moments at layers {layers} ({p}): {t['stats_tokens_per_s']:.0f} tokens/s; bare "
+              f"forward to layer {max(layers)}: {t['forward_tokens_per_s']:.0f} tokens/s "
+              f"(ratio {t['ratio']:.2f}, {int(t['tokens'])} tokens)")
+
+    score_rate = _scoring(h, reqs)
 
     # -- edits per second --------------------------------------------------------------
-    rates = {}
+    edit_layers = sorted({rhp.layer, *mhp.layers})
+    moments = second_moments(h, edit_layers, corpus, max_tokens=args.stats_tokens, batch_size=32)
+    secs_per_edit = {}
     for name, batch in (("ft-l", reqs), ("rome", reqs[:args.rome_edits]), ("memit", reqs)):
         ed = get_editor(name)()
         _, secs = _timed(lambda: ed.apply(h, batch, stats=moments, seed=args.seed))
         ed.restore(h)
-        rates[name] = len(batch) / secs
-        print(f"{name}: {len(batch)} edits in {secs:.2f}s ({rates[name]:.2f} edits/s)")
+        secs_per_edit[name] = secs / len(batch)
+        print(f"{name}: {len(batch)} edits in {secs:.2f}s ({secs_per_edit[name]:.2f} s per edit)")
 
+    mixed, f64 = thr["mixed"], thr["float64"]
     result = {
+        "model": h.name,
         "n_edits": len(reqs),
-        **main_value,
-        "reference_templates": ref_value,
-        "stats_tokens_per_s": round(thr["stats_tokens_per_s"], 1),
-        "forward_tokens_per_s": round(thr["forward_tokens_per_s"], 1),
-        "stats_mixed_tokens_per_s": round(mixed["stats_tokens_per_s"], 1),
-        "forward_tokens_per_s_mixed_run": round(mixed["forward_tokens_per_s"], 1),
-        "edits_per_s": {k: round(v, 3) for k, v in rates.items()},
+        **paths,
+        "value_loop": loop,
+        "reference_templates": ref_loop,
+        "stats_precision": "mixed",
+        "stats_tokens_per_s": round(mixed["stats_tokens_per_s"], 1),
+        "forward_tokens_per_s": round(mixed["forward_tokens_per_s"], 1),
+        "stats_ratio": round(mixed["ratio"], 3),
+        "stats_float64_tokens_per_s": round(f64["stats_tokens_per_s"], 1),
+        "forward_tokens_per_s_float64_run": round(f64["forward_tokens_per_s"], 1),
+        "stats_float64_ratio": round(f64["ratio"], 3),
+        "score_prompts_per_s": round(score_rate, 2),
+        "seconds_per_edit": {k: round(v, 3) for k, v in secs_per_edit.items()},
         "torch_threads": torch.get_num_threads(),
     }
     print(json.dumps(result))

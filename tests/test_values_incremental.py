@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from corredit.editors import RomeHParams, ValueOptimizer, units_from_requests
-from corredit.editors.value_passes import FullPasses, PrefixPasses
+from corredit.editors.value_passes import FullPasses, PrefixPasses, prefix_cache_bytes
 from corredit.models import Site
 from corredit.models.testing import TINY_ARCHITECTURES, tiny_model
 from corredit.types import EditRequest
@@ -101,6 +101,10 @@ def test_prefix_passes_logits_match_full_passes():
     inc = PrefixPasses(h, opt.sites, rows, max_batch_tokens=10_000)
     assert inc.chunks(range(n)) == [list(c) for c in inc.chunks(range(n))]
     assert sorted(i for c in inc.chunks(range(n)) for i in c) == list(range(n))
+    # the memory estimate that splits large calls is that of the keys and values kept
+    kept = sum(int(ch.pre_len.sum()) * len(ch.kv) * 2 * ch.kv[0][0].shape[1] * ch.kv[0][0].shape[3]
+               * ch.kv[0][0].element_size() for ch in inc._chunks)
+    assert prefix_cache_bytes(h, rows) == kept > 0
     vec = torch.randn(len(REQUESTS), 1, h.hidden_size, dtype=torch.float64)
     live = [i for i in range(n) if i % 3]               # a subset of each chunk's rows
     got, want = {}, {}

@@ -31,7 +31,8 @@ import torch
 
 from corredit.editors.sequences import pack, token_chunks
 
-__all__ = ["ValueRows", "FullPasses", "PrefixPasses", "backward_layers", "prefix_cache_bytes"]
+__all__ = ["ValueRows", "FullPasses", "PrefixPasses", "backward_layers", "prefix_cache_bytes",
+           "kv_width"]
 
 
 @dataclass
@@ -138,8 +139,6 @@ class PrefixPasses(FullPasses):
 
     @torch.no_grad()
     def _build(self, idx: list[int]) -> _Chunk:
-        from corredit.models import trace
-
         rows, dev = self.rows, self.h.device
         pad = int(self.h.tokenizer.pad_token_id)
         pre = [rows.ids[i][: rows.pos[i]] for i in idx]
@@ -156,18 +155,29 @@ class PrefixPasses(FullPasses):
         packed = pack(suf, pad_id=pad, device=dev)
         kv: list[tuple[torch.Tensor, torch.Tensor]] = []
         if width:
-            from transformers import DynamicCache
-
-            cache = DynamicCache()
-            trace(self.h, pre_ids, attention_mask=pre_mask, position_ids=pre_pos, cache=cache,
-                  logit_positions=torch.zeros((b, 1), dtype=torch.long))
-            self._count(b * width, False)
-            keep = pre_mask.to(dev).bool()[:, None, :, None]
-            # padding columns are never attended to; zeroing them keeps them finite
-            kv = [(layer.keys.masked_fill(~keep, 0), layer.values.masked_fill(~keep, 0))
-                  for layer in cache.layers]
+            step = max(1, self.max_batch_tokens // width)       # prefix rows per pass
+            parts = [self._prefix_kv(pre_ids[a:a + step], pre_mask[a:a + step], pre_pos[a:a + step])
+                     for a in range(0, b, step)]
+            kv = [(torch.cat([p[l][0] for p in parts]), torch.cat([p[l][1] for p in parts]))
+                  for l in range(len(parts[0]))] if len(parts) > 1 else parts[0]
         return _Chunk(list(idx), torch.tensor([len(p) for p in pre]), pre_mask.to(dev), kv,
                       packed.input_ids, packed.attention_mask, packed.lengths.cpu())
+
+    def _prefix_kv(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor
+                   ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Keys and values of every layer for left-padded prefixes (one pass, no grad)."""
+        from transformers import DynamicCache
+
+        from corredit.models import trace
+
+        cache = DynamicCache()
+        trace(self.h, ids, attention_mask=mask, position_ids=pos, cache=cache,
+              logit_positions=torch.zeros((ids.shape[0], 1), dtype=torch.long))
+        self._count(ids.numel(), False)
+        keep = mask.to(self.h.device).bool()[:, None, :, None]
+        # padding columns are never attended to; zeroing them keeps them finite
+        return [(layer.keys.masked_fill(~keep, 0), layer.values.masked_fill(~keep, 0))
+                for layer in cache.layers]
 
     def forward(self, idx: list[int], vectors: torch.Tensor | None, *, read: bool = False,
                 grad: bool = False) -> tuple[torch.Tensor, dict | None]:
@@ -207,9 +217,19 @@ class PrefixPasses(FullPasses):
         return res.logits, values
 
 
+def kv_width(h) -> int:
+    """Width of one token's attention keys (= values) per layer, from the model's config
+    (key/value heads x head size); the hidden width when the config does not say."""
+    cfg = getattr(h.model, "config", None)
+    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", None)
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or (h.hidden_size // heads if heads else None)
+    return int(kv_heads * head_dim) if kv_heads and head_dim else h.hidden_size
+
+
 def prefix_cache_bytes(h, rows: ValueRows) -> int:
-    """Estimated memory of the cached prefixes of ``rows`` (keys and values of every layer,
-    estimated at the hidden width)."""
+    """Estimated memory of the cached prefixes of ``rows`` (keys and values of every
+    layer)."""
     itemsize = torch.finfo(next(h.model.parameters()).dtype).bits // 8
-    return sum(rows.pos) * h.n_layers * 2 * h.hidden_size * itemsize
+    return sum(rows.pos) * h.n_layers * 2 * kv_width(h) * itemsize
 
