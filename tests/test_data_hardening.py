@@ -168,6 +168,14 @@ def test_check_warns_loudly_or_refuses(tmp_path, caplog, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_half_a_surrogate_pair_sets_its_record_aside(tmp_path):
+    path = tmp_path / "cf.json"
+    path.write_text(json.dumps([flat(0, target_new="Par\ud800is"), flat(1, target_new="\U0001F600")]))
+    res = load_dataset(path)
+    assert counts(res) == (2, 1, 1) and res.requests[0].target_new == "\U0001F600"
+    assert (res.problems[0].index, res.problems[0].kind) == (0, NOT_UTF8)
+
+
 # syntax errors --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("indent", [None, 2])
@@ -215,3 +223,157 @@ def test_a_bad_csv_row_does_not_end_the_file(tmp_path):
 def test_problem_kinds_are_described():
     from corredit.data import PROBLEM_KINDS
     assert {NOT_UTF8, TOO_DEEP, UNREAD_REST, BAD_VALUE} <= PROBLEM_KINDS.keys()
+
+
+# fuzz -----------------------------------------------------------------------------------
+
+def _rome(i: int) -> dict:
+    return {"case_id": i, "requested_rewrite": {
+        "prompt": "{} was born in", "subject": f"Person {i}", "relation_id": "P19",
+        "target_new": {"str": "Oslo", "id": "Q1"}, "target_true": {"str": "Rome", "id": "Q2"}},
+        "paraphrase_prompts": [f"Person {i} is from"], "neighborhood_prompts": ["X was born in"]}
+
+
+def _zsre(i: int) -> dict:
+    return {"subject": f"Thing {i}", "src": f"What is the maker of Thing {i}?",
+            "answers": ["Acme"], "alt": "Globex", "rephrase": f"Who makes Thing {i}?"}
+
+
+def _triple(i: int) -> dict:
+    return {"subject": f"Kim {i}", "relation": "lives in", "target_new": "Oslo",
+            "prompt": f"Kim {i} lives in"}
+
+
+_MAKERS = [flat, _rome, _zsre, _triple]
+_DEEP = "[" * 30000 + "]" * 30000
+
+
+def _mutate_record(rng, rec: dict) -> dict:
+    rec = json.loads(json.dumps(rec))
+    key = rng.choice(sorted(rec))
+    op = rng.randrange(6)
+    if op == 0:
+        del rec[key]
+    elif op == 1:
+        rec[key] = rng.choice([None, 3, 2.5, True, [], {}, "", "  ", ["x", 1], {"str": 5}])
+    elif op == 2 and isinstance(rec[key], str):
+        rec[key] = rec[key][: rng.randrange(len(rec[key]) + 1)] + rng.choice(
+            ["{}", "{", "}", "{0}", "\ud800", "\x00", "\u2028", "\u0085"])
+    elif op == 3:
+        rec[key] = 10 ** 5000  # written as a 5001-digit integer
+    elif op == 4:
+        rec["subject"] = "{}" + str(rec.get("subject", ""))
+    return rec
+
+
+def _serialize(rng, records: list, suffix: str) -> str:
+    if suffix == ".csv":
+        import csv
+        import io
+        buf = io.StringIO()
+        keys = sorted({k for r in records if isinstance(r, dict) for k in r})
+        w = csv.DictWriter(buf, keys, extrasaction="ignore")
+        w.writeheader()
+        for r in records:
+            w.writerow({k: v for k, v in r.items() if not isinstance(v, int) or v < 10 ** 100}
+                       if isinstance(r, dict) else {})
+        return buf.getvalue()
+    dumped = []
+    for r in records:
+        try:
+            dumped.append(json.dumps(r))
+        except ValueError:  # an integer too long to write: put the digits in by hand
+            dumped.append(json.dumps({k: v for k, v in r.items()
+                                      if not isinstance(v, int) or v < 10 ** 100})
+                          [:-1] + ', "n": ' + "7" * 5000 + "}")
+    if suffix == ".jsonl":
+        return "\n".join(dumped) + "\n"
+    return "[\n" + ",\n".join(dumped) + "\n]" if rng.random() < 0.5 else "[" + ", ".join(dumped) + "]"
+
+
+def _corrupt_bytes(rng, data: bytes) -> tuple[bytes, bool]:
+    """Damaged bytes, and whether the number of records must be unchanged."""
+    op = rng.randrange(8)
+    n = len(data)
+    at = rng.randrange(n) if n else 0
+    if op == 0:  # a letter becomes a byte that is not UTF-8: only its record suffers
+        letters = [i for i, b in enumerate(data) if 97 <= b <= 122]
+        if letters:
+            i = rng.choice(letters)
+            return data[:i] + bytes([rng.choice([0xFF, 0x80, 0xC3, 0xE9])]) + data[i + 1:], True
+    if op == 1:
+        return data[:at], False
+    if op == 2:
+        return data[:at] + data[at + rng.randrange(1, 40):], False
+    if op == 3:
+        return data[:at] + rng.choice([b"{", b"}", b"[", b"]", b",", b'"', b":", b"\\"]) \
+            + data[at:], False
+    if op == 4:
+        return data[:at] + _DEEP.encode() + data[at:], False
+    if op == 5:
+        return data[:at] + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 12))) \
+            + data[at:], False
+    if op == 6:
+        return data + data[: rng.randrange(n + 1)], False
+    return data, True
+
+
+def _check(res, path: Path) -> None:
+    assert res.n_kept + res.n_set_aside == res.n_input, path
+    assert len(res.requests) >= res.n_kept or res.n_kept == 0, path
+    assert all(p.file == str(path) and p.message for p in res.problems), path
+    with_index = {p.index for p in res.problems if p.index is not None}
+    assert len(with_index) <= res.n_set_aside, path
+    for r in res.requests:
+        json.dumps(r.to_dict(), ensure_ascii=False).encode("utf-8")  # as write_requests
+        r.prompt.format(r.subject)
+
+
+def test_fuzz_damaged_files_never_crash_and_count_every_record(tmp_path, capsys):
+    import random
+
+    from corredit.data import UnknownFormatError
+
+    rng = random.Random(20240611)
+    n_files = n_records = 0
+    for k in range(240):
+        make = _MAKERS[k % len(_MAKERS)]
+        suffix = [".json", ".jsonl", ".csv"][k % 3] if make is _triple else rng.choice(
+            [".json", ".jsonl"])
+        size = rng.randrange(1, 8)
+        records = [make(k * 10 + i) for i in range(size)]
+        records = [_mutate_record(rng, r) if rng.random() < 0.3 else r for r in records]
+        data, same_count = _corrupt_bytes(rng, _serialize(rng, records, suffix).encode(
+            "utf-8", "surrogatepass"))
+        path = tmp_path / f"f{k}{suffix}"
+        path.write_bytes(data)
+        n_files += 1
+        n_records += size
+        fmt = "triples" if suffix == ".csv" else None
+        try:
+            res = load_dataset(path, format=fmt)
+        except UnknownFormatError as exc:
+            assert str(path) in str(exc)
+            continue
+        _check(res, path)
+        if same_count and suffix != ".csv":
+            assert res.n_input == size, (path, res.problems)
+        try:
+            strict = load_dataset(path, format=fmt, strict=True)
+        except DataError as exc:
+            assert res.problems and exc.problem == res.problems[0]
+        else:
+            assert not res.problems and strict.n_input == res.n_input
+        if k % 12 == 0:
+            code = main(["data", "info", str(path)] + (["--format", fmt] if fmt else []))
+            err = capsys.readouterr().err
+            assert code in (0, 1, 2) and "Traceback" not in err
+    folder = load_dataset(tmp_path)  # every file at once, each in its detected format
+    _check_folder(folder)
+    assert n_files == 240 and n_records > 800
+
+
+def _check_folder(res) -> None:
+    assert res.n_kept + res.n_set_aside == res.n_input
+    skipped = {f for f, _ in res.skipped}
+    assert all(p.file not in skipped for p in res.problems)

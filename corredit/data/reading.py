@@ -27,7 +27,9 @@ import re
 from typing import Any
 
 from corredit.data.problems import NOT_UTF8, TOO_DEEP, UNREAD_REST, UNREADABLE, Problem
-from corredit.data.scanning import TOO_DEEP_MESSAGE, BadBytes, decode, skip_value
+from corredit.data.scanning import (
+    LONE_SURROGATE_MESSAGE, TOO_DEEP_MESSAGE, BadBytes, decode, lone_surrogate, skip_value,
+)
 
 __all__ = ["RawRecord", "read_records", "is_unreadable", "TABLE_SUFFIXES", "JSON_SUFFIXES"]
 
@@ -102,6 +104,10 @@ def _read_lines(text: str, name: str,
             if at is not None:
                 raise UnicodeError
             value = loads(line)
+            if lone_surrogate(line, 0, len(line), value):
+                problems.append(Problem(name, index, None, NOT_UTF8, LONE_SURROGATE_MESSAGE,
+                                        line=lineno))
+                value = _Unreadable()
         except UnicodeError:
             problems.append(Problem(name, index, None, NOT_UTF8, BadBytes.describe(line, at),
                                     line=lineno, column=at + 1))
@@ -132,11 +138,15 @@ def _read_json(text: str, name: str,
     if rest < len(text):  # more values follow on the same line(s): read line by line
         return _read_lines(text, name, bad)
     at = bad.first(pos, end) if bad is not None else None
+    line = text.count("\n", 0, pos) + 1
     if at is not None:
         line, col = _position(text, at)
         return [RawRecord(0, _Unreadable(), line)], [
             Problem(name, 0, None, NOT_UTF8, BadBytes.describe(text, at), line=line, column=col)]
-    return [RawRecord(0, value, text.count("\n", 0, pos) + 1)], []
+    if lone_surrogate(text, pos, end, value):
+        return [RawRecord(0, _Unreadable(), line)], [
+            Problem(name, 0, None, NOT_UTF8, LONE_SURROGATE_MESSAGE, line=line)]
+    return [RawRecord(0, value, line)], []
 
 
 def _single_unreadable(text: str, name: str, bad: BadBytes | None, pos: int,
@@ -228,6 +238,8 @@ class _Array:
             col = getattr(failure, "colno", col)
         elif missing_comma:
             kind, msg = UNREADABLE, "unreadable JSON: expected ',' or ']' before this record"
+        elif lone_surrogate(text, pos, end, value):
+            kind, msg = NOT_UTF8, LONE_SURROGATE_MESSAGE
         else:
             self.records.append(RawRecord(index, value, line, col))
             return end

@@ -19,14 +19,21 @@ step over a value that the JSON parser refused and read on after it.
 from __future__ import annotations
 
 from bisect import bisect_left
+import json
 import re
 
-__all__ = ["BadBytes", "decode", "skip_value", "TOO_DEEP_MESSAGE"]
+__all__ = ["BadBytes", "decode", "skip_value", "lone_surrogate", "TOO_DEEP_MESSAGE",
+           "LONE_SURROGATE_MESSAGE"]
 
 _ESCAPED = re.compile("[\udc80-\udcff]")
 _SPECIAL = re.compile(r'[\[\]{},"]')
 _STRING = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"?')
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+#: The message of a record whose strings hold half of a surrogate pair.
+LONE_SURROGATE_MESSAGE = ("a \\u escape stands for half of a surrogate pair, which is not "
+                          "Unicode text")
 #: The message of a record whose nesting exceeds what the JSON parser follows.
 TOO_DEEP_MESSAGE = "unreadable JSON: nested too deeply to read"
 
@@ -54,6 +61,20 @@ class BadBytes:
     def describe(text: str, pos: int) -> str:
         """The message for the bad byte at ``text[pos]``."""
         return f"not UTF-8 text: byte 0x{ord(text[pos]) - 0xDC00:02x}"
+
+
+def lone_surrogate(text: str, start: int, end: int, value: object) -> bool:
+    """Whether ``value``, parsed from ``text[start:end]``, holds a lone surrogate (from a
+    ``\\ud800``-style escape); only records with such an escape are examined."""
+    if _SURROGATE_ESCAPE.search(text, start, end) is None:
+        return False
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except (ValueError, RecursionError):  # reported elsewhere, if at all
+        return False
+    return False
 
 
 def decode(raw: bytes) -> tuple[str, BadBytes | None]:
