@@ -5,6 +5,7 @@ Usage::
     from corredit.data import load_dataset, summarize, same_subject_sets
     res = load_dataset("../shared/data/counterfact/counterfact-edit.json")   # from the repository root
     res.format, len(res.requests), res.n_set_aside      # ('counterfact-flat', 10000, 0)
+    res.check()                   # warns with res.summary() when anything was set aside
     summarize(res)["n_multi_fact_subjects"]
     same_subject_sets(res.requests, min_facts=2)          # {subject: [requests]}
 
