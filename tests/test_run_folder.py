@@ -127,3 +127,27 @@ def test_ctrl_c_prints_one_line_and_exits_130(fx, tmp_path, capsys, monkeypatch)
     assert main(["run", str(tmp_path / "run.toml"), "--out", str(tmp_path / "out")]) == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "interrupted" in err and "Traceback" not in err
+
+
+def test_data_problems_are_loud_or_stop_a_strict_run(tmp_path, capsys):
+    import json as _json
+
+    from corredit.config import DataConfig, EditorConfig, RunConfig
+    from corredit.data import DataError
+    from corredit.runner.inputs import RunInputs
+
+    good = {"case_id": "1", "subject": "Paris", "relation_id": "r", "prompt": "{} is in",
+            "target_new": "Italy", "target_true": "France"}
+    bad = dict(good, case_id="2", prompt="no placeholder here")
+    path = tmp_path / "edits.jsonl"
+    path.write_text(_json.dumps(good) + "\n" + _json.dumps(bad) + "\n")
+    for strict in (False, True):
+        cfg = RunConfig(name="d", model="world", data=DataConfig(source=str(path), strict=strict),
+                        editors=(EditorConfig(name="ft-l"),))
+        inputs = RunInputs(cfg, tmp_path / f"run-{strict}")
+        if strict:
+            with pytest.raises(DataError):
+                inputs.raw_requests()
+        else:
+            assert [r.case_id for r in inputs.raw_requests()] == ["1"]
+            assert "set aside" in capsys.readouterr().err

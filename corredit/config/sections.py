@@ -45,6 +45,8 @@ class DataConfig:
     instead: the edits in a seeded order, judged on the run's unedited model, the first
     ``max_edits`` the model knows (all known ones without ``max_edits``); the verdicts are
     kept in the run folder's ``known.parquet``.
+    With ``strict`` a data source with any problem (a record set aside, a file unread)
+    stops the run; otherwise the run says so loudly on standard error and goes on.
     """
 
     source: str = "world"
@@ -59,6 +61,7 @@ class DataConfig:
     seed: int = 0
     known: str | None = None
     known_k: int = 10
+    strict: bool = False
 
     def __post_init__(self) -> None:
         _check(bool(self.source.strip()), "source", "must not be empty")

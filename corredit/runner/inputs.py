@@ -70,7 +70,7 @@ class RunInputs:
             from corredit.models import load
 
             self._handle = load(self.config.model, device=self.config.device,
-                                dtype=self.config.dtype)
+                                dtype=self.config.dtype, progress=self.config.progress)
         return self._handle
 
     def raw_requests(self) -> list[EditRequest]:
@@ -93,8 +93,7 @@ class RunInputs:
         from corredit.data import load_dataset
 
         res = load_dataset(data.source, format=data.format, **data.options)
-        if res.n_set_aside:
-            log.warning("%s", res.problem_report(limit=5))
+        res.check(strict=data.strict)      # problems: loud on stderr, or an error with strict
         return res.requests
 
     def requests(self) -> list[EditRequest]:
