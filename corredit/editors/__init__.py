@@ -3,7 +3,7 @@
 Usage::
 
     from corredit.editors import get_editor, EDITORS, EditResult, check_editor
-    EDITORS.names()                                  # ['ft-l', 'ft-m', 'memit', 'rome']
+    EDITORS.names()       # ['alphaedit', 'emmet', 'ft-l', 'ft-m', 'memit', 'memit-merge', 'rome']
     ed = get_editor("memit")()                       # defaults per model (defaults.toml)
     res = ed.apply(h, requests, stats=moments, seed=0)   # EditResult(deltas, diagnostics)
     ed.restore(h)                                    # bit-exact
@@ -14,7 +14,10 @@ The engine (``sequences``, ``templates``, ``keys``, ``values``, ``linalg``,
 
 from corredit.editors.base import EDITORS, MODES, Editor, EditResult, get_editor, register_editor
 from corredit.editors.hparams import (
+    AlphaEditHParams,
+    EmmetHParams,
     FTHParams,
+    MemitMergeHParams,
     HParams,
     MemitHParams,
     RomeHParams,
@@ -22,7 +25,7 @@ from corredit.editors.hparams import (
     default_hparams,
 )
 from corredit.editors.values import MaskedAdam, ValueOptimizer, ValueResult, ValueUnit, units_from_requests
-from corredit.editors import ft, memit, rome  # noqa: F401  (registration)
+from corredit.editors import alphaedit, emmet, ft, memit, memit_merge, rome  # noqa: F401  (registration)
 from corredit.editors.checks import check_editor
 from corredit.editors.key_embedding import EditorKeyEmbedder, EngineKeys, KeyFunction, WhitenedKeyEmbedder
 
@@ -43,6 +46,9 @@ __all__ = [
     "FTHParams",
     "RomeHParams",
     "MemitHParams",
+    "EmmetHParams",
+    "AlphaEditHParams",
+    "MemitMergeHParams",
     "default_hparams",
     "ValueOptimizer",
     "ValueResult",

@@ -35,6 +35,9 @@ __all__ = [
     "FTHParams",
     "RomeHParams",
     "MemitHParams",
+    "EmmetHParams",
+    "AlphaEditHParams",
+    "MemitMergeHParams",
     "DEFAULTS_PATH",
     "default_hparams",
     "read_defaults",
@@ -234,6 +237,78 @@ class MemitHParams(Mom2HParams):
         if not self.layers or list(self.layers) != sorted(set(self.layers)):
             raise ValueError(f"{where or 'MemitHParams'}: layers must be non-empty, "
                              f"strictly ascending, got {self.layers!r}")
+
+
+@dataclass(frozen=True)
+class EmmetHParams(MemitHParams):
+    """EMMET: MEMIT's targets and spreading with the equality-constrained solve. ``C`` is
+    scaled by ``mom2_update_weight`` and given ``update_norm_lambda`` on its diagonal, as
+    in the reference; ``emmet_lambda`` (ε) regularises ``K^T C^-1 K`` for batches of more
+    than one fact."""
+
+    mom2_update_weight: float = 1000.0
+    emmet_lambda: float = 0.1
+    update_norm_lambda: float = 0.0
+
+    def validate(self, *, where: str = "") -> None:
+        super().validate(where=where)
+        if self.emmet_lambda < 0 or self.update_norm_lambda < 0 or self.mom2_update_weight <= 0:
+            raise ValueError(f"{where or 'EmmetHParams'}: emmet_lambda and update_norm_lambda "
+                             f"must be >= 0, mom2_update_weight > 0")
+
+
+NULLSPACE_RULES = ("energy", "absolute")
+
+
+@dataclass(frozen=True)
+class AlphaEditHParams(MemitHParams):
+    """AlphaEdit: MEMIT's targets and spreading, the update projected onto the null space of
+    the preserved keys' second moment ``C``.
+
+    ``nullspace_rule="energy"`` (default) keeps the eigenvectors of ``C`` with the smallest
+    eigenvalues whose sum is at most ``nullspace_energy`` of the trace; ``"absolute"`` (the
+    reference) keeps those with eigenvalue below ``nullspace_threshold``. ``l2_weight`` is
+    α. ``mom2_update_weight`` is not used (``C`` enters only through the projector).
+    """
+
+    nullspace_rule: str = "energy"
+    nullspace_energy: float = 1e-2
+    nullspace_threshold: float = 2e-2
+    l2_weight: float = 10.0
+
+    def validate(self, *, where: str = "") -> None:
+        super().validate(where=where)
+        tag = where or "AlphaEditHParams"
+        if self.nullspace_rule not in NULLSPACE_RULES:
+            raise ValueError(f"{tag}: nullspace_rule must be one of {', '.join(NULLSPACE_RULES)}, "
+                             f"got {self.nullspace_rule!r}")
+        if not 0 < self.nullspace_energy < 1:
+            raise ValueError(f"{tag}: nullspace_energy must lie in (0, 1)")
+        if self.l2_weight <= 0:
+            raise ValueError(f"{tag}: l2_weight must be > 0")
+
+
+MERGE_RULES = ("prefix", "key")
+
+
+@dataclass(frozen=True)
+class MemitMergeHParams(MemitHParams):
+    """MEMIT-Merge: facts of one batch grouped by ``merge_rule`` share one value vector.
+
+    ``"prefix"`` (default): the rewrite prompts agree up to and including the subject (same
+    subject, same text before it), so a causal model gives them the same key.
+    ``"key"``: their keys at the first edit layer lie within ``merge_key_tol`` (relative
+    distance ``|k_a - k_b| / max(|k_a|, |k_b|)``) of the group's first key.
+    """
+
+    merge_rule: str = "prefix"
+    merge_key_tol: float = 1e-6
+
+    def validate(self, *, where: str = "") -> None:
+        super().validate(where=where)
+        if self.merge_rule not in MERGE_RULES:
+            raise ValueError(f"{where or 'MemitMergeHParams'}: merge_rule must be one of "
+                             f"{', '.join(MERGE_RULES)}, got {self.merge_rule!r}")
 
 
 def read_defaults(path: Path | str = DEFAULTS_PATH) -> dict[str, Any]:

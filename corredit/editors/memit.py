@@ -10,6 +10,9 @@ Usage::
 Targets ``z_i = h_i + delta_i`` at the residual stream after the last layer; for each layer
 ``l_j`` ascending, keys ``K`` and hidden states ``H`` are recomputed on the partially edited
 model, ``R = (Z - H) / (L - j)`` and ``dW = R K^T (lam C + K K^T)^-1`` (float64).
+Subclasses of the family (EMMET, AlphaEdit, MEMIT-Merge) reuse this loop through three
+hooks: :meth:`MEMIT._units` (the value units and the requests whose keys are read, one
+per unit), :meth:`MEMIT._solve` (one layer's update) and :meth:`MEMIT._after_batch`.
 Where a norm follows the MLP (Gemma-3's ``post_feedforward_layernorm``), each layer's
 residual target is mapped through it first (:mod:`corredit.editors.post_norm`;
 ``post_norm_targets = false`` turns that off). ``mom2_precision="float32"`` rounds ``C`` to float32 before that solve, as the reference
@@ -29,7 +32,7 @@ from corredit.editors.keys import KeyReader
 from corredit.editors.linalg import memit_update
 from corredit.editors.post_norm import mlp_output_change
 from corredit.editors.templates import flatten_groups
-from corredit.editors.values import ValueOptimizer, ValueResult, units_from_requests
+from corredit.editors.values import ValueOptimizer, ValueResult, ValueUnit, units_from_requests
 
 __all__ = ["MEMIT"]
 
@@ -44,12 +47,29 @@ class MEMIT(Editor):
         return self.templates_.groups(h, prompts=hp.context_prompts, lengths=hp.context_templates,
                                       seed=seed, top_k=hp.context_top_k)
 
+    def _units(self, h, requests: list, hp: MemitHParams, seed: int
+               ) -> tuple[list[ValueUnit], list]:
+        """The value units of a batch and, for each, the request whose keys it writes at:
+        one unit per request here."""
+        groups = self._groups(h, hp, seed)
+        return units_from_requests(requests, flatten_groups(groups), kl_prompt=hp.kl_prompt), requests
+
+    def _solve(self, h, hp: MemitHParams, layer: int, change: torch.Tensor, keys: torch.Tensor,
+               cov: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """One layer's ``dW`` (d, d_k) from the changes (n, d) and keys (n, d_k), and
+        diagnostics for that layer."""
+        return memit_update(change.T, keys.T, cov, hp.mom2_update_weight), {}
+
+    def _after_batch(self, h, hp: MemitHParams, reader: KeyReader) -> dict[str, Any]:
+        """Called once every layer is updated (``reader`` reads the batch's keys on the
+        edited model); returns extra diagnostics."""
+        return {}
+
     def _precompute(self, h, requests: list, hp: MemitHParams, *, stats, seed: int) -> ValueResult:
         """Target vectors of the requests, optimised jointly on the current model."""
         from corredit.models import Site
 
-        groups = self._groups(h, hp, seed)
-        units = units_from_requests(requests, flatten_groups(groups), kl_prompt=hp.kl_prompt)
+        units, _ = self._units(h, requests, hp, seed)
         opt = ValueOptimizer(h, [Site("block", hp.layers[-1], "output")], hp,
                              max_batch_tokens=self.max_batch_tokens)
         return opt.optimize(units)
@@ -65,8 +85,9 @@ class MEMIT(Editor):
         vres = precomputed if precomputed is not None else self._precompute(
             h, requests, hp, stats=stats, seed=seed)
         groups = self._groups(h, hp, seed)
+        _, key_requests = self._units(h, requests, hp, seed)
         z = (vres.v0[:, 0] + vres.delta[:, 0]).to(torch.float64)          # (n, d)
-        reader = KeyReader(h, requests, groups, max_batch_tokens=self.max_batch_tokens)
+        reader = KeyReader(h, key_requests, groups, max_batch_tokens=self.max_batch_tokens)
         h_site = Site("block", last, "output")
         dtype = next(h.model.parameters()).dtype
         layer_updates = []
@@ -83,13 +104,15 @@ class MEMIT(Editor):
                 m_site = Site("mlp_out", layer, "output")
                 m = reader.bare(reader.read([m_site])[m_site])
                 change = mlp_output_change(norm, m, resid.to(m.device)).to(resid.device)
-            d_w = memit_update(change.T, keys.T, covs[layer], hp.mom2_update_weight)
+            d_w, info = self._solve(h, hp, layer, change, keys, covs[layer])
             h.adapter.add_to_mlp_out_weight(h.model, layer, d_w.to(dtype))
             layer_updates.append({
                 "layer": layer,
                 "keys": keys.cpu(),
                 "resid": resid.cpu(),
+                "change": change.cpu(),
                 "resid_norm": resid.norm(dim=1).cpu().tolist(),
+                **info,
             })
         final = reader.bare(reader.read([h_site])[h_site])
         miss = (z.to(final.device) - final).norm(dim=1) / vres.delta[:, 0].double().norm(dim=1).clamp(min=1e-30).to(final.device)
@@ -101,4 +124,5 @@ class MEMIT(Editor):
             layer_updates=layer_updates,
             templates=list(flatten_groups(groups)),
         )
+        diag.update(self._after_batch(h, hp, reader))
         return diag
