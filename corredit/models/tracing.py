@@ -18,6 +18,11 @@ The context-manager form installs the same hooks around any forward call::
         h.model(**batch)                              # stopped after block 3, quietly
     res.values[key]
 
+``replace={site: Replacement(positions, vectors)}`` overwrites the value there instead
+(e.g. patching a clean hidden state into a corrupted run). ``positions`` may also be
+``(batch, k)`` with ``vectors`` ``(batch, k, dim)`` for several tokens a row (``-1``:
+none). At a site given both, the replacement comes first, then the addition.
+
 Hooks are removed when the block exits, also on errors. A site that is both read and
 added to records the value after the addition (what the rest of the model sees).
 """
@@ -37,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from corredit.models.handle import ModelHandle
 
-__all__ = ["Site", "Addition", "TraceResult", "StopForward", "trace", "tracing", "eval_mode"]
+__all__ = ["Site", "Addition", "Replacement", "TraceResult", "StopForward", "trace", "tracing", "eval_mode"]
 
 _IOS = ("input", "output")
 
@@ -57,6 +62,14 @@ class Addition(NamedTuple):
     """Row ``b`` gets ``vectors[b]`` added at token ``positions[b]`` (``-1``: no addition
     in that row). ``positions``: LongTensor ``(batch,)``; ``vectors``: ``(batch, dim)``,
     may require grad."""
+
+    positions: torch.Tensor
+    vectors: torch.Tensor
+
+
+class Replacement(NamedTuple):
+    """Row ``b``'s value at token ``positions[b]`` becomes ``vectors[b]`` (``-1``: left
+    alone); shapes as in :class:`Addition`."""
 
     positions: torch.Tensor
     vectors: torch.Tensor
@@ -109,23 +122,32 @@ def _replace_first(value: Any, new: torch.Tensor) -> Any:
     return (new, *value[1:]) if isinstance(value, tuple) else [new, *value[1:]]
 
 
-def _apply_addition(x: torch.Tensor, addition: Addition, site: Site) -> torch.Tensor:
+def _apply_addition(x: torch.Tensor, addition: "Addition | Replacement", site: Site) -> torch.Tensor:
     positions, vectors = addition
+    what = type(addition).__name__
     positions = torch.as_tensor(positions, device=x.device).long()
     batch, seq, dim = x.shape
-    if positions.shape != (batch,):
-        raise ValueError(f"Addition at {site}: positions must have shape ({batch},), got {tuple(positions.shape)}")
-    if tuple(vectors.shape) != (batch, dim):
-        raise ValueError(f"Addition at {site}: vectors must have shape ({batch}, {dim}), got {tuple(vectors.shape)}")
+    if positions.dim() == 2 and positions.shape[0] == batch:
+        want = (batch, positions.shape[1], dim)
+    else:
+        if positions.shape != (batch,):
+            raise ValueError(f"{what} at {site}: positions must have shape ({batch},) or ({batch}, k), "
+                             f"got {tuple(positions.shape)}")
+        want = (batch, dim)
+    if tuple(vectors.shape) != want:
+        raise ValueError(f"{what} at {site}: vectors must have shape {want}, got {tuple(vectors.shape)}")
     if bool(((positions < -1) | (positions >= seq)).any()):
-        raise IndexError(f"Addition at {site}: positions {positions.tolist()} outside [-1, {seq})")
-    rows = torch.nonzero(positions >= 0).flatten()
+        raise IndexError(f"{what} at {site}: positions {positions.tolist()} outside [-1, {seq})")
+    vectors = vectors.to(device=x.device, dtype=x.dtype)
+    if positions.dim() == 1:
+        positions, vectors = positions[:, None], vectors[:, None]
+    rows, cols = torch.nonzero(positions >= 0, as_tuple=True)
     if rows.numel() == 0:
         return x
-    update = torch.zeros_like(x).index_put(
-        (rows, positions[rows]), vectors.to(device=x.device, dtype=x.dtype)[rows], accumulate=True
-    )
-    return x + update
+    index, values = (rows, positions[rows, cols]), vectors[rows, cols]
+    if isinstance(addition, Replacement):
+        return x.index_put(index, values)
+    return x + torch.zeros_like(x).index_put(index, values, accumulate=True)
 
 
 def _resolve(target: "ModelHandle | nn.Module", adapter: ArchitectureAdapter | None):
@@ -148,6 +170,7 @@ def tracing(
     *,
     keep_graph: bool = False,
     adapter: ArchitectureAdapter | None = None,
+    replace: Mapping[Site, Replacement] | None = None,
 ) -> Iterator[TraceResult]:
     """Install read/add hooks (and the early stop) for the duration of a ``with`` block.
 
@@ -159,15 +182,25 @@ def tracing(
     n_layers = adapter.n_layers(model)
     reads = {_check_site(s, adapter, n_layers) for s in read}
     adds = {_check_site(s, adapter, n_layers): a for s, a in (add or {}).items()}
+    repls = {_check_site(s, adapter, n_layers): Replacement(*r) for s, r in (replace or {}).items()}
     if stop_at_layer is not None:
         stop_at_layer = _as_layer("stop_at_layer", stop_at_layer)
         if stop_at_layer >= n_layers:
             raise IndexError(f"stop_at_layer={stop_at_layer!r} out of range for {n_layers} layers")
-        late = sorted(s for s in reads | set(adds) if s.layer > stop_at_layer)
+        late = sorted(s for s in reads | set(adds) | set(repls) if s.layer > stop_at_layer)
         if late:
             raise ValueError(f"sites {late} lie after stop_at_layer={stop_at_layer} and would never run")
 
     result = TraceResult()
+
+    def modify(site: Site, x: torch.Tensor) -> torch.Tensor:
+        if site in repls:
+            x = _apply_addition(x, repls[site], site)
+        if site in adds:
+            x = _apply_addition(x, adds[site], site)
+        return x
+
+    modified = set(adds) | set(repls)
 
     def record(site: Site, x: torch.Tensor) -> None:
         if site in reads:
@@ -178,29 +211,29 @@ def tracing(
             where = adapter.module_name(site.kind, site.layer)
             if args:
                 x = _first_tensor(args[0], where)
-                if site in adds:
-                    x = _apply_addition(x, adds[site], site)
+                if site in modified:
+                    x = modify(site, x)
                     args = (x, *args[1:])
             elif "hidden_states" in kwargs:
                 x = _first_tensor(kwargs["hidden_states"], where)
-                if site in adds:
-                    x = _apply_addition(x, adds[site], site)
+                if site in modified:
+                    x = modify(site, x)
                     kwargs = {**kwargs, "hidden_states": x}
             else:
                 raise TypeError(f"cannot find the input tensor of {where}")
             record(site, x)
-            return (args, kwargs) if site in adds else None
+            return (args, kwargs) if site in modified else None
 
         return hook
 
     def post_hook(site: Site):
         def hook(module, args, kwargs, output):
             x = _first_tensor(output, adapter.module_name(site.kind, site.layer))
-            if site in adds:
-                x = _apply_addition(x, adds[site], site)
+            if site in modified:
+                x = modify(site, x)
                 output = _replace_first(output, x)
             record(site, x)
-            return output if site in adds else None
+            return output if site in modified else None
 
         return hook
 
@@ -209,7 +242,7 @@ def tracing(
 
     handles = []
     try:
-        for site in sorted(reads | set(adds)):
+        for site in sorted(reads | modified):
             module = adapter.module(model, site.kind, site.layer)
             if site.io == "input":
                 handles.append(module.register_forward_pre_hook(pre_hook(site), with_kwargs=True))
@@ -238,12 +271,14 @@ def trace(
     logit_positions: torch.Tensor | None = None,
     position_ids: torch.Tensor | None = None,
     cache: Any = None,
+    replace: Mapping[Site, Replacement] | None = None,
 ) -> TraceResult:
     """One forward pass of ``handle.model`` reading ``read`` sites and adding ``add``.
 
     ``stop_at_layer=L`` stops right after block ``L`` (``logits`` is then None).
     ``grad=True`` keeps the autograd graph (values and logits are differentiable in the
-    addition vectors); otherwise the pass runs under ``torch.no_grad``.
+    addition vectors); otherwise the pass runs under ``torch.no_grad``. ``replace``
+    overwrites values at its sites (see :class:`Replacement`).
     ``logit_positions`` (long, ``(batch, k)``): compute logits only there, so ``logits``
     is ``(batch, k, vocab)`` with ``logits[i, j]`` the logits at position
     ``logit_positions[i, j]`` of row ``i`` (the unembedding then costs k positions a row,
@@ -289,7 +324,7 @@ def trace(
         hook = adapter.module(model, "unembed").register_forward_pre_hook(gather_positions)
     try:
         with torch.set_grad_enabled(grad), tracing(
-            handle, read=read, add=add, stop_at_layer=stop_at_layer, keep_graph=grad
+            handle, read=read, add=add, stop_at_layer=stop_at_layer, keep_graph=grad, replace=replace
         ) as result:
             out = model(input_ids=input_ids, attention_mask=attention_mask, **extra)
             result.logits = out.logits
