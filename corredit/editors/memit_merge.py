@@ -36,7 +36,7 @@ __all__ = ["MEMITMerge", "merge_groups", "merged_units"]
 
 
 def _prefix(request) -> str:
-    return request.rewrite_prompt.split("{}", 1)[0] + request.subject
+    return request.prompt.split("{}", 1)[0] + request.subject
 
 
 def merge_groups(requests: Sequence, keys: torch.Tensor | None = None, *, tol: float = 1e-6
