@@ -215,3 +215,57 @@ def test_modes_and_restore(name):
         assert len(results) == {"batch": 1, "sequential": 3, "sequential-batch": 2}[mode]
         ed.restore(h)
         assert all(torch.equal(p, state0[n]) for n, p in h.model.named_parameters())
+
+
+def test_family_runs_through_the_runner_in_every_mode(tmp_path):
+    """One run over the runner's tiny world: EMMET in batches, MEMIT-Merge one fact at a
+    time, AlphaEdit in sequential batches."""
+    import pandas as pd
+
+    from corredit.config import load_config
+    from corredit.models import load
+    from corredit.runner import Runner
+    from tests.test_runner import make_fixture
+
+    fx = make_fixture(tmp_path / "world")
+    tiny = "context_templates = [[5, 1]], v_weight_decay = 0.01, v_num_grad_steps = 4"
+    run = tmp_path / "run.toml"
+    run.write_text(textwrap.dedent(f"""\
+        name = "family"
+        model = "{fx['model']}"
+        cache_dir = "{fx['cache']}"
+        progress = false
+        threads = 1
+        seeds = [0]
+
+        [data]
+        source = "{fx['edits']}"
+
+        [stats]
+        corpus = "{fx['texts']}"
+        max_tokens = 500
+
+        [schedule]
+        schedulers = ["same_subject_together"]
+        batch_sizes = [3]
+
+        [[editors]]
+        name = "emmet"
+        mode = "batch"
+        hparams = {{ layers = [0], {tiny} }}
+
+        [[editors]]
+        name = "memit-merge"
+        mode = "sequential"
+        hparams = {{ layers = [0], {tiny} }}
+
+        [[editors]]
+        name = "alphaedit"
+        mode = "sequential-batch"
+        hparams = {{ layers = [0], nullspace_energy = 0.2, l2_weight = 0.01, {tiny} }}
+        """), encoding="utf-8")
+    cfg = load_config(run)
+    folder = Runner(cfg, tmp_path / "out", handle=load(fx["model"])).run()
+    df = pd.read_parquet(folder.root / "results.parquet")
+    assert {t.name for t in cfg.trials()} == set(df["trial"])
+    assert {"emmet", "memit-merge", "alphaedit"} <= set(df["editor"])
