@@ -11,7 +11,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "corredit"
 MAX_LINES = 400
 #: Modules still over the limit, at their present size: they may shrink, not grow.
-OVER_LIMIT = {"corredit/plots/figures.py": 441, "corredit/models/handle.py": 436}
+OVER_LIMIT = {"corredit/plots/figures.py": 441}
 
 
 def _modules() -> dict[str, Path]:

@@ -28,10 +28,10 @@ from corredit.models.handle import (
     ModelHandle,
     ModelNotFoundError,
     default_device,
-    load,
     register_model_alias,
     wrap,
 )
+from corredit.models.loading import load
 from corredit.models.subject import (
     SubjectNotFoundError, prompt_token_ids, subject_token_index, subject_token_indices,
 )

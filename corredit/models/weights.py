@@ -13,7 +13,7 @@ Usage::
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import torch
 
