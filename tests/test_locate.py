@@ -68,14 +68,14 @@ def test_zero_noise_gives_zero_effects(h):
 
 
 def test_same_seed_same_grid_and_shape(h):
-    a = trace(h, REQS, kind="mlp", window=2, samples=2, seed=7)
-    b = trace(h, REQS, kind="mlp", window=2, samples=2, seed=7)
+    a = trace(h, REQS[:2], kind="mlp", window=2, samples=2, seed=7)
+    b = trace(h, REQS[:2], kind="mlp", window=2, samples=2, seed=7)
     c = trace(h, REQS[:1], kind="mlp", window=2, samples=2, seed=8)
     pd.testing.assert_frame_equal(a, b)
     assert not np.allclose(a.query("case_id == 'a'")["effect"], c["effect"])
     n_layers = h.adapter.n_layers(h.model)
     sizes = a.groupby("case_id").size()
-    for r in REQS:
+    for r in REQS[:2]:
         assert sizes[r.case_id] == len(_case(h, r)[0]) * n_layers
     assert a["noise"].iloc[0] > 0 and (a["p_clean"] >= 0).all()
 

@@ -14,7 +14,8 @@ of the ``window`` layers around the layer (``"mlp"`` / ``"attn"``). The indirect
 is ``p_restored - p_corrupted`` of the true object's first token at the prompt's last
 position, each probability averaged over ``samples`` noise draws. The same noise draws
 serve every cell of one request, so the grid's cells differ only in what is restored.
-A request's whole grid runs in ``ceil(tokens × layers × samples / batch_size)`` passes.
+A request's whole grid runs in ``ceil(tokens × layers × samples / batch_size)`` passes
+(tokens before the subject, which the noise cannot reach, are not run: their effect is 0).
 """
 
 from __future__ import annotations
@@ -176,11 +177,14 @@ def trace(h: Any, requests: Sequence[Any], *, kind: str = "hidden", window: int 
             target = encode_target(tok, r.target_true)[0]
             eps = _noise(seed, str(r.case_id), (samples, stop - first, hidden), level)
             grid = [(t, l) for t in range(len(ids)) for l in range(n_layers)]
+            # tokens before the subject are not corrupted: restoring them changes nothing
+            run = [(t, l) for t, l in grid if t >= first]
             cells = [([], [])] + [([t], [l] if kind == "hidden" else window_layers(l, window, n_layers))
-                                  for t, l in grid]
-            probs, p_clean = patched_probabilities(h, ids, (first, stop), target, eps, cells, kind,
-                                                   batch_size=batch_size)
-            p_corr = float(probs[0])
+                                  for t, l in run]
+            ran, p_clean = patched_probabilities(h, ids, (first, stop), target, eps, cells, kind,
+                                                 batch_size=batch_size)
+            p_corr = float(ran[0])
+            probs = np.concatenate([[p_corr], np.full(len(grid) - len(run), p_corr), ran[1:]])
             frames.append(pd.DataFrame({
                 "case_id": str(r.case_id), "subject": r.subject, "relation_id": r.relation_id,
                 "kind": kind, "window": int(window) if kind != "hidden" else 1,
