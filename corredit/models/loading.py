@@ -256,6 +256,10 @@ def load(name_or_path: "str | os.PathLike[str]", *, device: "str | torch.device 
     h = wrap(model, tokenizer, name=spec.name if spec is not None else source)
     if spec is not None:
         h.document_start = spec.document_start
+        if spec.prepend_document_start:
+            from corredit.models.catalog import prepend_document_start
+
+            prepend_document_start(h.tokenizer, spec.document_start)
     return h
 
 
