@@ -70,7 +70,7 @@ class RunInputs:
             from corredit.models import load
 
             self._handle = load(self.config.model, device=self.config.device,
-                                dtype=self.config.dtype, progress=self.config.progress)
+                                dtype=self.config.dtype, progress=self.progress)
         return self._handle
 
     def raw_requests(self) -> list[EditRequest]:
