@@ -193,3 +193,16 @@ def test_score_probability_requires_true_target():
                       target_new="Spain")
     with pytest.raises(ValueError, match="'7'.*target_true"):
         score_probability(h, [req])
+
+
+def test_first_rank_counts_the_logits_above_the_first_target_token(tiny_h):
+    import torch
+
+    h = tiny_h
+    prompts, targets = ["Rome is", "The capital of France is"], ["Paris", "the city"]
+    s = score_targets(h, prompts, targets)
+    assert list(s.first_rank == 0) == list(s.first_token_correct)
+    for p, t, r in zip(prompts, targets, s.first_rank):
+        ids = torch.tensor([encode_prompt(h.tokenizer, p)])
+        logits = h.model(input_ids=ids).logits[0, -1]
+        assert r == int((logits > logits[encode_target(h.tokenizer, t)[0]]).sum())

@@ -160,28 +160,23 @@ class RunConfig:
 
         from corredit.evaluate import SUITES
 
+        def known(name: str, registry, key: str, kind: str) -> None:
+            if name not in registry:
+                raise ValueError(f"{key}: unknown {kind} {name!r}; known: "
+                                 f"{', '.join(registry.names())}")
+
         for i, e in enumerate(self.editors):
-            if e.name not in EDITORS:
-                raise ValueError(f"editors[{i}].name: unknown editor {e.name!r}; known: "
-                                 f"{', '.join(EDITORS.names())}")
+            known(e.name, EDITORS, f"editors[{i}].name", "editor")
             if e.mode not in EDITOR_MODES:  # pragma: no cover - same list
                 raise ValueError(f"editors[{i}].mode: the editors do not know mode {e.mode!r}")
             for s in e.schedulers or ():
-                if s not in SCHEDULERS:
-                    raise ValueError(f"editors[{i}].schedulers: unknown scheduler {s!r}; "
-                                     f"known: {', '.join(SCHEDULERS.names())}")
+                known(s, SCHEDULERS, f"editors[{i}].schedulers", "scheduler")
         for s in self.schedule.schedulers:
-            if s not in SCHEDULERS:
-                raise ValueError(f"schedule.schedulers: unknown scheduler {s!r}; known: "
-                                 f"{', '.join(SCHEDULERS.names())}")
+            known(s, SCHEDULERS, "schedule.schedulers", "scheduler")
         for i, emb in enumerate(self.embeddings):
-            if emb.embedder not in EMBEDDERS:
-                raise ValueError(f"embeddings[{i}].embedder: unknown embedder "
-                                 f"{emb.embedder!r}; known: {', '.join(EMBEDDERS.names())}")
+            known(emb.embedder, EMBEDDERS, f"embeddings[{i}].embedder", "embedder")
         for s in self.evaluate.suites:
-            if s not in SUITES:
-                raise ValueError(f"evaluate.suites: unknown suite {s!r}; known: "
-                                 f"{', '.join(SUITES.names())}")
+            known(s, SUITES, "evaluate.suites", "suite")
         from corredit.schedule import check_scheduler_params, needs_embeddings
 
         for s in self.scheduler_names():

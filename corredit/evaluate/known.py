@@ -25,12 +25,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from corredit.evaluate.scoring import score_targets
-from corredit.models.subject import prompt_token_ids
-from corredit.models.targets import encode_target
-from corredit.models.tracing import eval_mode
 
 __all__ = ["KNOWN_CRITERIA", "KnownSelection", "select_known", "first_token_rank"]
 
@@ -54,33 +50,11 @@ class KnownSelection:
         return out.sort_values(["total", "known"], ascending=False)
 
 
-@torch.no_grad()
 def first_token_rank(h: Any, prompts: Sequence[str], targets: Sequence[str], *,
                      batch_size: int = 64) -> np.ndarray:
     """Rank (0 = argmax) of each target's first token among the next-token logits after
-    its prompt."""
-    tok = h.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    ranks = np.zeros(len(prompts), dtype=np.int64)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    with eval_mode(h.model):
-        for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
-            rows = [prompt_token_ids(tok, prompts[i]) for i in idx]
-            width = max(len(r) for r in rows)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, row in enumerate(rows):
-                ids[r, :len(row)] = torch.as_tensor(row)
-                mask[r, :len(row)] = 1
-            logits = h.model(input_ids=ids.to(h.device), attention_mask=mask.to(h.device),
-                             use_cache=False, logits_to_keep=0).logits
-            last = torch.tensor([len(r) - 1 for r in rows], device=logits.device)
-            sel = logits[torch.arange(len(idx), device=logits.device), last].float()
-            first = torch.tensor([encode_target(tok, targets[i])[0] for i in idx], device=sel.device)
-            mine = sel.gather(1, first[:, None])
-            ranks[idx] = (sel > mine).sum(1).cpu().numpy()
-    return ranks
+    its prompt (:attr:`~corredit.evaluate.scoring.TargetScores.first_rank`)."""
+    return score_targets(h, prompts, targets, batch_size).first_rank
 
 
 def _judge(h: Any, reqs: Sequence, criterion: str, k: int, batch_size: int) -> pd.DataFrame:
@@ -88,9 +62,9 @@ def _judge(h: Any, reqs: Sequence, criterion: str, k: int, batch_size: int) -> p
     rows = []
     if judged:
         prompts = [r.rewrite_prompt for r in judged]
-        true = score_targets(h, prompts, [r.target_true for r in judged], batch_size).nll
+        scored_true = score_targets(h, prompts, [r.target_true for r in judged], batch_size)
+        true, rank = scored_true.nll, scored_true.first_rank     # one pass gives both
         new = score_targets(h, prompts, [r.target_new for r in judged], batch_size).nll
-        rank = first_token_rank(h, prompts, [r.target_true for r in judged], batch_size=batch_size)
         for r, t, n, rk in zip(judged, true, new, rank):
             known = bool(t < n) if criterion == "prefers_true" else bool(rk < k)
             rows.append({"case_id": str(r.case_id), "relation_id": r.relation_id, "subject": r.subject,

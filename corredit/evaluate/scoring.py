@@ -49,6 +49,7 @@ class TargetScores:
     n_target_tokens: np.ndarray      # int64
     argmax: tuple[np.ndarray, ...] = ()  # int64 per pair: argmax at each target position
                                          # (only with ``with_argmax=True``)
+    first_rank: np.ndarray | None = None  # int64: rank of the 1st target token (0 = argmax)
 
 
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
@@ -101,6 +102,7 @@ def score_targets(h: Any, prompts: Sequence[str], targets: Sequence[str],
     nll = np.zeros(m)
     first = np.zeros(m, dtype=bool)
     acc = np.zeros(m)
+    rank = np.zeros(m, dtype=np.int64)
     ntok = np.array([len(t) for _, t in encoded], dtype=np.int64)
     best: list[np.ndarray] = [np.zeros(0, np.int64)] * m
     order = sorted(range(m), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
@@ -138,6 +140,8 @@ def score_targets(h: Any, prompts: Sequence[str], targets: Sequence[str],
             nll_b = -(tok_lp.double() * tmask_d).sum(1) / k
             nll[idx] = nll_b.cpu().numpy()
             first[idx] = hit[:, 0].cpu().numpy()
+            first_logits = sel[:, 0]
+            rank[idx] = (first_logits > first_logits.gather(1, tgt_d[:, :1])).sum(1).cpu().numpy()
             acc[idx] = (hit.sum(1).double() / k).cpu().numpy()
             if with_argmax:
                 arg = sel.argmax(-1).cpu().numpy().astype(np.int64)
@@ -146,7 +150,7 @@ def score_targets(h: Any, prompts: Sequence[str], targets: Sequence[str],
             del logits, sel, logp
     back = np.array([index[p] for p in pairs], dtype=np.int64) if n else np.zeros(0, np.int64)
     argmax = tuple(best[i] for i in back) if with_argmax else ()
-    return TargetScores(nll[back], first[back], acc[back], ntok[back], argmax)
+    return TargetScores(nll[back], first[back], acc[back], ntok[back], argmax, rank[back])
 
 
 def target_nll(h: Any, prompts: Sequence[str], targets: Sequence[str],

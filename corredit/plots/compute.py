@@ -18,69 +18,7 @@ trials and edits sharing a subject count as the units they are. NaN means "not m
 and is left out of means and counts.
 """
 
-from corredit.analysis.bootstrap import Resampler, bootstrap_ci, percentile_interval
-from corredit.analysis.cases import (
-    CASE_KEYS,
-    SCORE_METRICS,
-    STRATA,
-    attach_subjects,
-    case_measures,
-    case_scores,
-    case_table,
-    case_units,
-    correlation_measures,
-    harmonic_mean,
-    has_retention,
-    read_edit_subjects,
-)
-from corredit.analysis.contrasts import (
-    default_reference,
-    related_bins,
-    scheduler_differences,
-    score_difference,
-    score_difference_curve,
-)
-from corredit.analysis.interference import interference_auc, interference_roc_curve
-from corredit.analysis.tables import (
-    bin_edges,
-    binned_scores,
-    grouped_scores,
-    health_table,
-    retention_curve,
-    suite_table,
-    summary_keys,
-    summary_table,
-)
+from corredit import analysis as _analysis
+from corredit.analysis import *  # noqa: F401,F403  (the figures' and the report's numbers)
 
-__all__ = [
-    "CASE_KEYS",
-    "SCORE_METRICS",
-    "STRATA",
-    "Resampler",
-    "attach_subjects",
-    "read_edit_subjects",
-    "case_scores",
-    "case_measures",
-    "case_table",
-    "case_units",
-    "correlation_measures",
-    "has_retention",
-    "bootstrap_ci",
-    "percentile_interval",
-    "harmonic_mean",
-    "bin_edges",
-    "summary_keys",
-    "summary_table",
-    "suite_table",
-    "grouped_scores",
-    "binned_scores",
-    "retention_curve",
-    "score_difference",
-    "score_difference_curve",
-    "scheduler_differences",
-    "default_reference",
-    "related_bins",
-    "interference_auc",
-    "interference_roc_curve",
-    "health_table",
-]
+__all__ = list(_analysis.__all__)
