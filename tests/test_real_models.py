@@ -54,8 +54,10 @@ def test_rome_edits_a_known_fact(real):
                       target_new=new, target_true=true)
     ed = get_editor("rome")({"context_templates": [[5, 2]]})
     layer = ed.hparams_for(real).layer
-    texts = ModelSampleCorpus(real, n_docs=32, length=64, seed=0).texts()
-    stats = second_moments(real, [layer], TextsCorpus(texts, identity="sampled"), max_tokens=2000)
+    # more tokens than the key width (2048 on Gemma-3), or C is singular
+    texts = ModelSampleCorpus(real, n_docs=80, length=64, seed=0).texts()
+    stats = second_moments(real, [layer], TextsCorpus(texts, identity="sampled"),
+                           max_tokens=2 * real.key_size)
     prompt = req.rewrite_prompt
     ed.apply(real, [req], stats=stats, seed=0)
     after = score_targets(real, [prompt, prompt], [new, true]).nll
