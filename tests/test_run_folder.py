@@ -151,3 +151,30 @@ def test_data_problems_are_loud_or_stop_a_strict_run(tmp_path, capsys):
         else:
             assert [r.case_id for r in inputs.raw_requests()] == ["1"]
             assert "set aside" in capsys.readouterr().err
+
+
+def test_a_finished_run_written_before_an_option_existed_resumes(good_run, tmp_path):
+    """A config.json lacking an option added later (here ``health.clean``) is read with
+    that option at its default: the finished run resumes instead of being refused."""
+    import shutil
+
+    cfg, out0, rows = good_run
+    out = tmp_path / "copy"
+    shutil.copytree(out0, out)
+    record = json.loads((out / "config.json").read_text())
+    del record["health"]["clean"]
+    (out / "config.json").write_text(json.dumps(record))
+    pd.testing.assert_frame_equal(run_experiment(cfg, out), rows)
+    with pytest.raises(ValueError, match="another configuration"):
+        run_experiment(cfg.replace(seeds=(5,)), out)
+
+
+def test_health_texts_are_cleaned_as_named(tmp_path):
+    from corredit.stats.sources import read_texts
+
+    path = tmp_path / "wiki.txt"
+    path.write_text(" = Title = \n a 2 @-@ part arc , he said \n\n", encoding="utf-8")
+    assert read_texts(str(path), "heldout") == [" = Title = ", " a 2 @-@ part arc , he said "]
+    assert read_texts(str(path), "heldout", "wikitext") == ["a 2-part arc, he said"]
+    with pytest.raises(ValueError, match="unknown cleaner 'nope'"):
+        read_texts(str(path), "heldout", "nope")

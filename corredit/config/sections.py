@@ -275,13 +275,15 @@ class EvaluateConfig:
 class HealthConfig:
     """The health suite: perplexity on ``max_tokens`` tokens of held-out text (``"world"``:
     the world's held-out texts, or a text file), in windows of ``max_length``; measured
-    before any edit and at every ``every``-th measurement step (and the last)."""
+    before any edit and at every ``every``-th measurement step (and the last). ``clean``
+    names a cleaner applied to each line of a text file (``"wikitext"``, as in ``[stats]``)."""
 
     texts: str = "world"
     max_tokens: int = 4000
     max_length: int = 128
     batch_size: int = 8
     every: int = 1
+    clean: str | None = None
 
     def __post_init__(self) -> None:
         _positive(self.max_tokens, "max_tokens")

@@ -160,7 +160,7 @@ class RunInputs:
 
             cfg = self.config.health
             self._windows = heldout_windows(self.handle().tokenizer,
-                                            read_texts(cfg.texts, "heldout"),
+                                            read_texts(cfg.texts, "heldout", cfg.clean),
                                             max_tokens=cfg.max_tokens, max_length=cfg.max_length)
         return self._windows
 

@@ -150,6 +150,7 @@ class Runner:
         if path.exists():
             old = self.folder.read_config()
             old_version = old.pop("code_version", None)
+            old = _with_defaults(old)
             if old == self.config.to_dict():
                 if old_version != self.code_version:
                     log.warning("%s: resuming a run started with code version %s under %s",
@@ -274,3 +275,13 @@ def run_experiment(config: RunConfig | Mapping[str, Any] | str | os.PathLike[str
     folder = Runner(config, out, handle=handle, requests=requests, progress=progress,
                     workers=workers).run()
     return folder.read_results()
+
+
+def _with_defaults(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with the options added since it was written at their defaults, so
+    that a folder written before an option existed still resumes; unreadable records are
+    compared as stored."""
+    try:
+        return RunConfig.from_dict(record, source="config.json").to_dict()
+    except (ValueError, TypeError, KeyError):
+        return record

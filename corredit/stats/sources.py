@@ -19,9 +19,11 @@ from typing import Any
 __all__ = ["make_corpus", "read_texts", "check_source"]
 
 
-def read_texts(source: str, what: str = "stats") -> list[str]:
+def read_texts(source: str, what: str = "stats", clean: str | None = None) -> list[str]:
     """The texts of ``source``: ``"world"`` (its statistics texts, or with ``what =
-    "heldout"`` its held-out texts) or a text file's non-blank lines."""
+    "heldout"`` its held-out texts) or a text file's non-blank lines, each passed through
+    the cleaner named ``clean`` (:data:`corredit.stats.corpus.CLEANERS`; lines it drops
+    are left out)."""
     if source == "world":
         from corredit.world import load_world
 
@@ -30,7 +32,15 @@ def read_texts(source: str, what: str = "stats") -> list[str]:
     path = Path(source).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{what} texts {source!r}: no such file")
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if clean is None:
+        return lines
+    from corredit.stats.corpus import CLEANERS
+
+    if clean not in CLEANERS:
+        raise ValueError(f"{what} texts {source!r}: unknown cleaner {clean!r}; known: "
+                         f"{', '.join(sorted(CLEANERS))}")
+    return [t for t in map(CLEANERS[clean], lines) if t]
 
 
 def check_source(source: str, what: str) -> None:
