@@ -28,6 +28,7 @@ from corredit.editors.values import MaskedAdam, ValueOptimizer, ValueResult, Val
 from corredit.editors import alphaedit, emmet, ft, memit, memit_merge, rome  # noqa: F401  (registration)
 from corredit.editors.checks import check_editor
 from corredit.editors.key_embedding import EditorKeyEmbedder, EngineKeys, KeyFunction, WhitenedKeyEmbedder
+from corredit.editors.forecast import Forecast, forecast
 
 __all__ = [
     "EDITORS",
@@ -37,6 +38,8 @@ __all__ = [
     "get_editor",
     "register_editor",
     "check_editor",
+    "forecast",
+    "Forecast",
     "EditorKeyEmbedder",
     "WhitenedKeyEmbedder",
     "EngineKeys",
