@@ -3,7 +3,7 @@
 Usage::
 
     from corredit.editors import get_editor, EDITORS, EditResult, check_editor
-    EDITORS.names()       # ['alphaedit', 'emmet', 'ft-l', 'ft-m', 'memit', 'memit-merge', 'rome']
+    EDITORS.names()       # ['alphaedit', 'emmet', 'ft-l', 'ft-m', 'memit', 'memit-merge', 'pmet', 'rome']
     ed = get_editor("memit")()                       # defaults per model (defaults.toml)
     res = ed.apply(h, requests, stats=moments, seed=0)   # EditResult(deltas, diagnostics)
     ed.restore(h)                                    # bit-exact
@@ -20,12 +20,13 @@ from corredit.editors.hparams import (
     MemitMergeHParams,
     HParams,
     MemitHParams,
+    PmetHParams,
     RomeHParams,
     ValueHParams,
     default_hparams,
 )
 from corredit.editors.values import MaskedAdam, ValueOptimizer, ValueResult, ValueUnit, units_from_requests
-from corredit.editors import alphaedit, emmet, ft, memit, memit_merge, rome  # noqa: F401  (registration)
+from corredit.editors import alphaedit, emmet, ft, memit, memit_merge, pmet, rome  # noqa: F401  (registration)
 from corredit.editors.checks import check_editor
 from corredit.editors.key_embedding import EditorKeyEmbedder, EngineKeys, KeyFunction, WhitenedKeyEmbedder
 from corredit.editors.forecast import Forecast, forecast
@@ -52,6 +53,7 @@ __all__ = [
     "EmmetHParams",
     "AlphaEditHParams",
     "MemitMergeHParams",
+    "PmetHParams",
     "default_hparams",
     "ValueOptimizer",
     "ValueResult",

@@ -38,6 +38,7 @@ __all__ = [
     "EmmetHParams",
     "AlphaEditHParams",
     "MemitMergeHParams",
+    "PmetHParams",
     "DEFAULTS_PATH",
     "default_hparams",
     "read_defaults",
@@ -309,6 +310,31 @@ class MemitMergeHParams(MemitHParams):
         if self.merge_rule not in MERGE_RULES:
             raise ValueError(f"{where or 'MemitMergeHParams'}: merge_rule must be one of "
                              f"{', '.join(MERGE_RULES)}, got {self.merge_rule!r}")
+
+
+@dataclass(frozen=True)
+class PmetHParams(MemitHParams):
+    """PMET: MEMIT's windows with two optimised vectors at the last layer (attention and MLP
+    output) and only the MLP targets written, the residual spread by ``1/sqrt(L - j)``.
+    Reference (GPT-J): 30 steps, ``v_lr`` 0.2, ``kl_factor`` 1, λ 6000. The adaptive loss:
+    the NLL term weighs ``nll_loss_factor``, times ``top_nll_factor`` once the target is the
+    top prediction, and a unit stops there when ``kl_factor x KL <= kl_stop``
+    (:class:`~corredit.editors.values.AdaptiveNll`). ``post_norm_targets`` is not used: the
+    targets are MLP outputs, before any norm that follows the MLP."""
+
+    v_num_grad_steps: int = 30
+    v_lr: float = 0.2
+    kl_factor: float = 1.0
+    mom2_update_weight: float = 6000.0
+    nll_loss_factor: float = 1.0
+    top_nll_factor: float = 0.1
+    kl_stop: float = 0.01
+
+    def validate(self, *, where: str = "") -> None:
+        super().validate(where=where)
+        if self.nll_loss_factor <= 0 or self.top_nll_factor <= 0:
+            raise ValueError(f"{where or 'PmetHParams'}: nll_loss_factor and top_nll_factor "
+                             f"must be > 0")
 
 
 def read_defaults(path: Path | str = DEFAULTS_PATH) -> dict[str, Any]:

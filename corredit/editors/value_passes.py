@@ -3,7 +3,8 @@ or the fixed prefix once and only the suffix at every step (incremental).
 
 Usage::
 
-    from corredit.editors.value_passes import FullPasses, PrefixPasses
+    from corredit.editors.value_passes import FullPasses, PrefixPasses, build_rows
+    rows = build_rows(h.tokenizer, units)                            # one row per (unit, prompt)
     passes = PrefixPasses(h, sites, rows, max_batch_tokens=16384)   # runs the prefixes
     for idx in passes.chunks(live_rows):
         logits, v = passes.forward(idx, delta, read=True, grad=True)
@@ -29,10 +30,10 @@ from typing import Sequence
 
 import torch
 
-from corredit.editors.sequences import pack, token_chunks
+from corredit.editors.sequences import pack, prompt_ids, subject_position, target_ids, token_chunks
 
 __all__ = ["ValueRows", "FullPasses", "PrefixPasses", "backward_layers", "prefix_cache_bytes",
-           "kv_width"]
+           "kv_width", "build_rows", "logit_positions"]
 
 
 @dataclass
@@ -53,6 +54,56 @@ class ValueRows:
     def end(self, i: int) -> int:
         """Tokens of row ``i`` that the loss depends on (a KL row ends at its vector)."""
         return self.pos[i] + 1 if self.kind[i] == 1 else len(self.ids[i])
+
+
+def build_rows(tok, units: Sequence, *, logits: bool = True) -> ValueRows:
+    """The rows of value units (:class:`~corredit.editors.values.ValueUnit`): each rewrite
+    prompt followed by its target's tokens but the last, then each KL prompt; with
+    ``logits``, the positions the loss reads (:func:`logit_positions`)."""
+    r = ValueRows([], [], [], [], [], [], [], torch.zeros(len(units)), torch.zeros(len(units)))
+    tcache: dict[str, list[int]] = {}
+    for u_i, u in enumerate(units):
+        if not u.rewrites:
+            raise ValueError(f"case {u.case_id}: a value unit needs at least one rewrite prompt")
+        r.bare_row.append(len(r.ids))
+        for text, target in u.rewrites:
+            p = prompt_ids(tok, text)
+            if target not in tcache:
+                tcache[target] = target_ids(tok, target)
+            t = tcache[target]
+            r.ids.append(p + t[:-1])
+            r.pos.append(subject_position(tok, text, u.subject, case_id=u.case_id))
+            r.unit.append(u_i)
+            r.kind.append(0)
+            r.tgt_start.append(len(p) - 1)
+            r.tgt.append(t)
+        for text in u.kl_prompts:
+            p = prompt_ids(tok, text)
+            pos = subject_position(tok, text, u.subject, case_id=u.case_id)
+            r.ids.append(p)
+            r.pos.append(pos)
+            r.unit.append(u_i)
+            r.kind.append(1)
+            r.tgt_start.append(pos)
+            r.tgt.append([])
+        r.n_nll[u_i] = len(u.rewrites)
+        r.n_kl[u_i] = len(u.kl_prompts)
+    if logits:
+        r.logit_pos = logit_positions(r)
+    return r
+
+
+def logit_positions(rows: ValueRows) -> torch.Tensor:
+    """Per row (padded with 0), the positions whose logits the loss reads: every target
+    token of a rewrite row, the subject position of a KL row. The loss indexes the compact
+    logits ``trace`` returns for them: slot ``k`` of a rewrite row is its ``k``-th target
+    token, slot 0 of a KL row its only position."""
+    width = max([len(t) for t in rows.tgt] + [1])
+    out = torch.zeros(len(rows.ids), width, dtype=torch.long)
+    for i, start in enumerate(rows.tgt_start):
+        n = len(rows.tgt[i]) if rows.kind[i] == 0 else 1
+        out[i, :n] = torch.arange(start, start + n)
+    return out
 
 
 def backward_layers(h, sites: Sequence) -> int:

@@ -10,6 +10,7 @@ Usage::
     ref = opt.optimize_each(units)     # the one-unit-at-a-time loop, same code path
     res.delta[:, 0]                    # (n_units, d) vectors for the first site
     full = ValueOptimizer(h, sites, hp, incremental=False).optimize(units)   # reference passes
+    pmet = ValueOptimizer(h, sites, hp, adaptive=AdaptiveNll()).optimize(units)  # PMET's loss
 
 Loss of unit u (ROME's and MEMIT's value objective): mean NLL of the new target over the unit's rewrite
 sequences + ``kl_factor`` x mean KL(p_delta || p_0) over its KL prompts (next-token
@@ -18,6 +19,8 @@ Adam (implemented here on the whole ``(n_units, n_sites, d)`` tensor) updates on
 active units; a unit stops for good once its loss falls below ``v_stop_loss``, and after
 every step each vector is projected back into ``||delta|| <= clamp_norm_factor ||v0||``.
 The last of ``v_num_grad_steps`` iterations only evaluates, as in the reference code.
+With ``adaptive`` (:class:`AdaptiveNll`, PMET's loss) the NLL term's weight follows each
+unit's last evaluation and a unit whose target is on top stops on a small KL term.
 Since each sequence sees only its own unit's vector and Adam acts per coordinate, the
 joint run equals the per-unit loop up to floating-point order.
 
@@ -39,11 +42,13 @@ from typing import Iterator, Sequence
 import torch
 
 from corredit.editors.keys import fill_template
-from corredit.editors.sequences import prompt_ids, subject_position, target_ids
-from corredit.editors.value_passes import FullPasses, PrefixPasses, ValueRows, prefix_cache_bytes
+from corredit.editors.value_passes import (FullPasses, PrefixPasses, ValueRows, build_rows,
+                                           prefix_cache_bytes)
 
-__all__ = ["ValueUnit", "ValueResult", "ValueOptimizer", "MaskedAdam", "units_from_requests",
-           "frozen_parameters"]
+__all__ = ["ValueUnit", "ValueResult", "ValueOptimizer", "MaskedAdam", "AdaptiveNll",
+           "units_from_requests", "frozen_parameters"]
+
+_FIELDS = ("delta", "v0", "loss", "nll", "kl", "nll_init", "steps", "stopped", "top", "nll_weight")
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,18 @@ def units_from_requests(requests: Sequence, templates: Sequence[str], *,
     return units
 
 
+@dataclass(frozen=True)
+class AdaptiveNll:
+    """PMET's adaptive loss. The NLL term weighs ``nll_factor``, times ``top_factor`` while
+    the unit's new target was the top prediction at every target token of every rewrite
+    sequence at its last evaluation; such a unit stops once its weighted KL term
+    (``kl_factor x KL``, as the reference compares) is at most ``kl_stop``."""
+
+    nll_factor: float = 1.0
+    top_factor: float = 0.1
+    kl_stop: float = 0.01
+
+
 @dataclass
 class ValueResult:
     """Optimised vectors and per-unit diagnostics (all on CPU)."""
@@ -84,15 +101,16 @@ class ValueResult:
     kl: torch.Tensor           # (n_units,) final KL (before kl_factor)
     nll_init: torch.Tensor     # (n_units,) NLL before optimisation
     steps: torch.Tensor        # (n_units,) Adam updates applied
-    stopped: torch.Tensor      # (n_units,) bool, stopped early on the loss threshold
+    stopped: torch.Tensor      # (n_units,) bool, stopped early (loss or adaptive KL rule)
+    top: torch.Tensor          # (n_units,) bool, target on top at every target token at the end
+    nll_weight: torch.Tensor   # (n_units,) weight of the NLL term in the final loss
 
     @staticmethod
     def concat(parts: Sequence["ValueResult"]) -> "ValueResult":
         """Stack results of disjoint unit sets, in order."""
         return ValueResult(
             [c for p in parts for c in p.case_ids],
-            *(torch.cat([getattr(p, f) for p in parts]) for f in
-              ("delta", "v0", "loss", "nll", "kl", "nll_init", "steps", "stopped")),
+            *(torch.cat([getattr(p, f) for p in parts]) for f in _FIELDS),
         )
 
     def select(self, indices: Sequence[int]) -> "ValueResult":
@@ -100,12 +118,11 @@ class ValueResult:
         ix = torch.as_tensor(list(indices), dtype=torch.long)
         return ValueResult(
             [self.case_ids[i] for i in ix.tolist()],
-            *(getattr(self, f)[ix] for f in
-              ("delta", "v0", "loss", "nll", "kl", "nll_init", "steps", "stopped")),
+            *(getattr(self, f)[ix] for f in _FIELDS),
         )
 
     def diagnostics(self) -> dict:
-        """Per-unit lists: loss, nll, kl, nll_init, steps, stopped, delta_norm, v0_norm."""
+        """Per-unit lists: loss, nll, kl, nll_init, steps, stopped, top, delta_norm, v0_norm."""
         return {
             "case_id": list(self.case_ids),
             "v_loss": self.loss.tolist(),
@@ -114,6 +131,7 @@ class ValueResult:
             "v_nll_init": self.nll_init.tolist(),
             "v_steps": self.steps.tolist(),
             "v_stopped_early": self.stopped.tolist(),
+            "v_top": self.top.tolist(),
             "delta_norm": self.delta.double().norm(dim=-1).squeeze(-1).tolist(),
             "v0_norm": self.v0.double().norm(dim=-1).squeeze(-1).tolist(),
         }
@@ -163,7 +181,8 @@ class ValueOptimizer:
     """Joint optimisation of one vector per unit and per site (see module docstring)."""
 
     def __init__(self, h, sites: Sequence, hp, *, max_batch_tokens: int = 16384,
-                 incremental: bool = True, max_cache_bytes: int = 2 << 30) -> None:
+                 incremental: bool = True, max_cache_bytes: int = 2 << 30,
+                 adaptive: AdaptiveNll | None = None) -> None:
         if not sites:
             raise ValueError("ValueOptimizer needs at least one site")
         self.h = h
@@ -172,6 +191,7 @@ class ValueOptimizer:
         self.max_batch_tokens = int(max_batch_tokens)
         self.incremental = bool(incremental)
         self.max_cache_bytes = int(max_cache_bytes)
+        self.adaptive = adaptive
         self.model_dtype = next(h.model.parameters()).dtype
         self.dtype = torch.float64 if self.model_dtype == torch.float64 else torch.float32
         #: Token-layers computed so far (forward, and backward through the blocks above
@@ -208,58 +228,16 @@ class ValueOptimizer:
         return groups
 
     def _rows(self, units: list[ValueUnit], *, logits: bool = True) -> ValueRows:
-        tok = self.h.tokenizer
-        r = ValueRows([], [], [], [], [], [], [], torch.zeros(len(units)), torch.zeros(len(units)))
-        tcache: dict[str, list[int]] = {}
-        for u_i, u in enumerate(units):
-            if not u.rewrites:
-                raise ValueError(f"case {u.case_id}: a value unit needs at least one rewrite prompt")
-            r.bare_row.append(len(r.ids))
-            for text, target in u.rewrites:
-                p = prompt_ids(tok, text)
-                if target not in tcache:
-                    tcache[target] = target_ids(tok, target)
-                t = tcache[target]
-                r.ids.append(p + t[:-1])
-                r.pos.append(subject_position(tok, text, u.subject, case_id=u.case_id))
-                r.unit.append(u_i)
-                r.kind.append(0)
-                r.tgt_start.append(len(p) - 1)
-                r.tgt.append(t)
-            for text in u.kl_prompts:
-                p = prompt_ids(tok, text)
-                pos = subject_position(tok, text, u.subject, case_id=u.case_id)
-                r.ids.append(p)
-                r.pos.append(pos)
-                r.unit.append(u_i)
-                r.kind.append(1)
-                r.tgt_start.append(pos)
-                r.tgt.append([])
-            r.n_nll[u_i] = len(u.rewrites)
-            r.n_kl[u_i] = len(u.kl_prompts)
-        if logits:
-            r.logit_pos = self._logit_positions(r)
-        return r
-
-    @staticmethod
-    def _logit_positions(rows: ValueRows) -> torch.Tensor:
-        """Per row (padded with 0), the positions whose logits the loss reads: every
-        target token of a rewrite row, the subject position of a KL row. ``_terms`` indexes
-        the compact logits ``trace`` returns for them: slot ``k`` of a rewrite row is its
-        ``k``-th target token, slot 0 of a KL row its only position."""
-        width = max([len(t) for t in rows.tgt] + [1])
-        out = torch.zeros(len(rows.ids), width, dtype=torch.long)
-        for i, start in enumerate(rows.tgt_start):
-            n = len(rows.tgt[i]) if rows.kind[i] == 0 else 1
-            out[i, :n] = torch.arange(start, start + n)
-        return out
+        return build_rows(self.h.tokenizer, units, logits=logits)
 
     def _terms(self, rows: ValueRows, idx: list[int], logits: torch.Tensor, logp0: torch.Tensor,
                kl_slot: dict[int, int], n_units: int):
-        """Per-unit NLL and KL sums contributed by rows ``idx`` (differentiable)."""
+        """Per-unit NLL and KL sums contributed by rows ``idx`` (differentiable) and the
+        number of target tokens that are not the top prediction."""
         dev = logits.device
         nll = torch.zeros(n_units, dtype=torch.float64, device=dev)
         kl = torch.zeros(n_units, dtype=torch.float64, device=dev)
+        miss = torch.zeros(n_units, dtype=torch.float64, device=dev)
         # rewrite rows: every target token at its position
         r_i, p_i, t_i, w_i, u_i = [], [], [], [], []
         k_r, k_p, k_slot, k_u = [], [], [], []
@@ -268,7 +246,7 @@ class ValueOptimizer:
                 n = len(rows.tgt[i])
                 for k, tid in enumerate(rows.tgt[i]):
                     r_i.append(j)
-                    p_i.append(k)                     # compact slot (see _logit_positions)
+                    p_i.append(k)                     # compact slot (see logit_positions)
                     t_i.append(tid)
                     w_i.append(1.0 / n)
                     u_i.append(rows.unit[i])
@@ -283,13 +261,15 @@ class ValueOptimizer:
             tok_lp = lp.gather(1, torch.tensor(t_i, device=dev).unsqueeze(1)).squeeze(1)
             w = torch.tensor(w_i, dtype=torch.float64, device=dev)
             nll = nll.index_add(0, torch.tensor(u_i, device=dev), -tok_lp.double() * w)
+            below = (tok_lp < lp.max(-1).values).detach().double()
+            miss = miss.index_add(0, torch.tensor(u_i, device=dev), below)
         if k_r:
             sel = logits[torch.tensor(k_r, device=dev), torch.tensor(k_p, device=dev)]
             lp = torch.log_softmax(sel.to(self.dtype), dim=-1)
             lp0 = logp0[torch.tensor(k_slot, device=dev)]
             per = (lp.exp() * (lp - lp0)).sum(-1)          # KL(p_delta || p_0), as the references
             kl = kl.index_add(0, torch.tensor(k_u, device=dev), per.double())
-        return nll, kl
+        return nll, kl, miss
 
     def _run(self, units: list[ValueUnit]) -> ValueResult:
         hp = self.hp
@@ -321,9 +301,9 @@ class ValueOptimizer:
                         for s_j, s in enumerate(self.sites):
                             v0[bare[i], s_j] = values[s][j].to(self.dtype)
                     if i in kl_slot:
-                        logp0[kl_slot[i]] = torch.log_softmax(   # slot 0: see _logit_positions
+                        logp0[kl_slot[i]] = torch.log_softmax(   # slot 0: see logit_positions
                             logits[j, 0].to(self.dtype), dim=-1)
-                part_nll, _ = self._terms(rows, idx, logits, logp0, kl_slot, n)
+                part_nll, _, _ = self._terms(rows, idx, logits, logp0, kl_slot, n)
                 nll0 += part_nll
         nll0 = nll0 / n_nll
         v0_norm = v0.norm(dim=-1)                                   # (n, n_s)
@@ -337,6 +317,9 @@ class ValueOptimizer:
         f_nll, f_kl = f_loss.clone(), f_loss.clone()
         steps = torch.zeros(n, dtype=torch.long, device=dev)
         stopped = torch.zeros(n, dtype=torch.bool, device=dev)
+        ada = self.adaptive
+        nll_w = torch.full((n,), ada.nll_factor if ada else 1.0, dtype=torch.float64, device=dev)
+        f_w, f_top = nll_w.clone(), stopped.clone()
         row_unit = torch.tensor(rows.unit, dtype=torch.long)
 
         for it in range(hp.v_num_grad_steps):
@@ -347,25 +330,33 @@ class ValueOptimizer:
             delta.grad = None
             nll_acc = torch.zeros(n, dtype=torch.float64, device=dev)
             kl_acc = torch.zeros(n, dtype=torch.float64, device=dev)
+            miss = torch.zeros(n, dtype=torch.float64, device=dev)
             for idx in passes.chunks(live):
                 with torch.set_grad_enabled(backward):
                     logits, _ = passes.forward(idx, delta, grad=backward)
-                    nll_p, kl_p = self._terms(rows, idx, logits, logp0, kl_slot, n)
+                    nll_p, kl_p, miss_p = self._terms(rows, idx, logits, logp0, kl_slot, n)
                     nll_p = nll_p / n_nll
                     kl_p = kl_p / n_kl
                     if backward:
-                        (nll_p + hp.kl_factor * kl_p).sum().backward()
+                        (nll_w * nll_p + hp.kl_factor * kl_p).sum().backward()
                 nll_acc += nll_p.detach()
                 kl_acc += kl_p.detach()
+                miss += miss_p
             with torch.set_grad_enabled(backward):
                 decay = hp.v_weight_decay * (delta.norm(dim=-1) / v0_norm.pow(2)).sum(-1)
                 if backward:
                     decay[active].sum().backward()
-            total = nll_acc + hp.kl_factor * kl_acc + decay.detach().double()
+            total = nll_w * nll_acc + hp.kl_factor * kl_acc + decay.detach().double()
+            top = miss == 0
             f_loss = torch.where(active, total, f_loss)
             f_nll = torch.where(active, nll_acc, f_nll)
             f_kl = torch.where(active, kl_acc, f_kl)
+            f_top = torch.where(active, top, f_top)
+            f_w = torch.where(active, nll_w, f_w)
             done = active & (total < hp.v_stop_loss)
+            if ada:        # PMET: the NLL weight of the next step, and the KL stopping rule
+                done |= active & top & (hp.kl_factor * kl_acc <= ada.kl_stop)
+                nll_w = torch.where(top, ada.nll_factor * ada.top_factor, ada.nll_factor)
             stopped |= done
             active = active & ~done
             if not backward:
@@ -384,5 +375,5 @@ class ValueOptimizer:
             case_ids=[u.case_id for u in units],
             delta=delta.detach().cpu(), v0=v0.detach().cpu(),
             loss=f_loss.cpu(), nll=f_nll.cpu(), kl=f_kl.cpu(), nll_init=nll0.cpu(),
-            steps=steps.cpu(), stopped=stopped.cpu(),
+            steps=steps.cpu(), stopped=stopped.cpu(), top=f_top.cpu(), nll_weight=f_w.cpu(),
         )
