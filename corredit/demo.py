@@ -10,13 +10,15 @@ Usage::
     res.seconds, res.figures, res.report
 
     corredit demo --out runs/demo [--quick]      # the same from the command line
+    corredit demo --model smollm2-135m --out runs/demo-smollm2   # on a real model
     corredit run corredit/configs/demo.toml --out runs/demo   # the run alone
 
 The demo's configuration is the packaged ``corredit/configs/demo.toml`` (``--quick``:
 ``demo-quick.toml``): a few hundred world edits of subjects that each carry several facts
 in subject-first phrasings, scheduled as correlated, random, decorrelated and
 same-subject batches at two batch sizes, edited by MEMIT (batch), ROME (sequential) and
-FT (batch).
+FT (batch). Other models have their own packaged demo (:data:`DEMO_CONFIGS`): a reduced
+version of that model's study configuration (``configs/study-<model>.toml``).
 """
 
 from __future__ import annotations
@@ -32,13 +34,18 @@ import pandas as pd
 
 from corredit.config import RunConfig, load_config
 
-__all__ = ["CONFIG_DIR", "DEMO_CONFIG", "QUICK_CONFIG", "DemoResult", "demo_config",
-           "run_demo", "demo_text", "default_workers"]
+__all__ = ["CONFIG_DIR", "DEMO_CONFIG", "QUICK_CONFIG", "DEMO_CONFIGS", "DemoResult",
+           "demo_config", "run_demo", "demo_text", "default_workers"]
 
 #: The packaged example configurations.
 CONFIG_DIR = Path(__file__).resolve().with_name("configs")
 DEMO_CONFIG = CONFIG_DIR / "demo.toml"
 QUICK_CONFIG = CONFIG_DIR / "demo-quick.toml"
+#: The packaged demo of each model that has one: ``model -> (demo, quick demo or None)``.
+DEMO_CONFIGS: dict[str, tuple[Path, Path | None]] = {
+    "world": (DEMO_CONFIG, QUICK_CONFIG),
+    "smollm2-135m": (CONFIG_DIR / "demo-smollm2.toml", None),
+}
 
 
 @dataclass(frozen=True)
@@ -55,9 +62,17 @@ class DemoResult:
     report: tuple[Path, Path]
 
 
-def demo_config(quick: bool = False) -> RunConfig:
-    """The demo's configuration (the reduced one with ``quick``)."""
-    return load_config(QUICK_CONFIG if quick else DEMO_CONFIG)
+def demo_config(quick: bool = False, model: str = "world") -> RunConfig:
+    """The demo's configuration on ``model`` (a key of :data:`DEMO_CONFIGS`; the reduced
+    one with ``quick``)."""
+    if model not in DEMO_CONFIGS:
+        raise ValueError(f"no packaged demo for model {model!r}; demos exist for "
+                         f"{', '.join(sorted(DEMO_CONFIGS))} (any model runs with "
+                         f"'corredit run CONFIG')")
+    full, reduced = DEMO_CONFIGS[model]
+    if quick and reduced is None:
+        raise ValueError(f"the {model} demo has no --quick version: it is already reduced")
+    return load_config(reduced if quick else full)
 
 
 def _score_difference(df: pd.DataFrame) -> pd.DataFrame:
@@ -118,18 +133,18 @@ def default_workers() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
-def run_demo(out: str | os.PathLike[str], *, quick: bool = False,
+def run_demo(out: str | os.PathLike[str], *, quick: bool = False, model: str = "world",
              progress: bool | None = None, workers: int | None = None,
              stream: TextIO | None = sys.stdout) -> DemoResult:
-    """Run the demo into ``out``: results, ``figures/``, ``report.md`` / ``report.html``;
-    print :func:`demo_text` to ``stream`` (None: print nothing). ``workers``: trial
-    processes (default :func:`default_workers`)."""
+    """Run the demo of ``model`` into ``out``: results, ``figures/``, ``report.md`` /
+    ``report.html``; print :func:`demo_text` to ``stream`` (None: print nothing).
+    ``workers``: trial processes (default :func:`default_workers`)."""
     from corredit.plots import make_all_figures, read_run, summary_table
     from corredit.report import write_report
     from corredit.runner import Runner
 
     started = time.perf_counter()
-    cfg = demo_config(quick)
+    cfg = demo_config(quick, model)
     folder = Runner(cfg, out, progress=progress,
                     workers=default_workers() if workers is None else workers).run()
     df = read_run(folder.root).results          # with each case's subject (edits.jsonl)

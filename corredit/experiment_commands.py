@@ -3,6 +3,7 @@
 Usage::
 
     corredit run CONFIG.toml --out DIR        # resumes: finished trials are not redone
+    corredit run CONFIG.toml --out DIR --executor ray   # or slurm; [executor] in CONFIG
     corredit report RUN_DIR                   # RUN_DIR/report.md, report.html, figures/
     corredit demo --out DIR [--quick]         # the packaged demo, figures, report, summary
 
@@ -28,8 +29,12 @@ def register(subparsers: Any) -> None:
     run.add_argument("config", help="the run's TOML file (see corredit/configs/demo.toml)")
     run.add_argument("--out", required=True, help="run folder (created; resumed if present)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
-    run.add_argument("--workers", type=int, default=1,
-                     help="run trials in this many processes (same rows; default 1)")
+    run.add_argument("--workers", type=int, default=None,
+                     help="run trials in this many processes (same rows; default: "
+                          "[executor] workers, else 1)")
+    run.add_argument("--executor", default=None, metavar="NAME",
+                     help="where trials run: local, ray or slurm (same rows; default: "
+                          "[executor] name, else local); see 'corredit status RUN_DIR'")
     run.add_argument("--report", action="store_true",
                      help="also write figures and report.md / report.html")
     run.set_defaults(func=_run)
@@ -52,6 +57,9 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--out", required=True, help="output folder (resumed if present)")
     demo.add_argument("--quick", action="store_true",
                       help="a reduced configuration (corredit/configs/demo-quick.toml)")
+    demo.add_argument("--model", default="world",
+                      help="the model's packaged demo: world (default) or smollm2-135m "
+                           "(corredit/configs/demo-smollm2.toml, about 15 minutes on 2 cores)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.add_argument("--workers", type=int, default=None,
                       help="trial processes (default: 2 where there are 2 or more CPUs)")
@@ -61,11 +69,16 @@ def register(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from corredit.config import load_config
     from corredit.runner import Runner
+    from corredit.runner.executors import TrialsFailed
 
     cfg = load_config(args.config)
     started = time.perf_counter()
-    folder = Runner(cfg, args.out, progress=False if args.no_progress else None,
-                    workers=args.workers).run()
+    try:
+        folder = Runner(cfg, args.out, progress=False if args.no_progress else None,
+                        workers=args.workers, executor=args.executor).run()
+    except TrialsFailed as exc:
+        print(f"corredit run: {exc}", file=sys.stderr)
+        return 1
     df = folder.read_results()
     print(f"{len(cfg.trials())} trials, {len(df)} rows in {folder.root / 'results.parquet'} "
           f"({time.perf_counter() - started:.1f} s)")
@@ -94,7 +107,7 @@ def _report(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from corredit.demo import run_demo
 
-    run_demo(args.out, quick=args.quick, progress=False if args.no_progress else None,
+    run_demo(args.out, quick=args.quick, model=args.model, progress=False if args.no_progress else None,
              workers=args.workers, stream=sys.stdout)
     return 0
 

@@ -37,6 +37,32 @@ def test_demo_configs_cover_the_design():
     assert load_config(DEMO_CONFIG) == full
 
 
+def test_real_model_demo_and_study_configs_share_their_design():
+    """The SmolLM2 demo is a reduced study: same model, data source, statistics and
+    embedding; multi-fact subjects, known facts, paired schedulers; fewer of everything."""
+    from corredit.demo import DEMO_CONFIGS
+
+    demo = demo_config(model="smollm2-135m")
+    study = load_config(CONFIG_DIR / "study-smollm2.toml")
+    assert DEMO_CONFIGS["smollm2-135m"][0].parent == CONFIG_DIR
+    for cfg in (demo, study):
+        cfg.check_names()
+        assert cfg.model == "smollm2-135m" and cfg.data.known == "prefers_true"
+        assert cfg.data.min_facts_per_subject >= 2
+        assert {"correlated", "decorrelated", "same_subject_together"} <= set(
+            cfg.schedule.schedulers)
+    assert (demo.data.source, demo.stats) == (study.data.source, study.stats)
+    assert demo.data.n_subjects < study.data.n_subjects
+    assert len(demo.trials()) < len(study.trials())
+    assert set(study.schedule.batch_sizes) == {8, 32} and len(study.seeds) == 2
+    assert {(e.column, e.mode) for e in study.editors} == {
+        ("memit", "batch"), ("ft", "batch"), ("rome", "sequential")}
+    with pytest.raises(ValueError, match="no packaged demo for model 'nope'"):
+        demo_config(model="nope")
+    with pytest.raises(ValueError, match="no --quick version"):
+        demo_config(quick=True, model="smollm2-135m")
+
+
 def _world_or_skip() -> Path:
     world = pytest.importorskip("corredit.world")
     try:
