@@ -108,7 +108,27 @@ def test_spread_over_layers_composes_each_layers_share():
     assert float(u) == pytest.approx((1 - 0.3) * (1 - 0.6))
 
 
-def test_non_family_editor_is_a_clear_error():
+def test_rules_follow_the_class_hierarchy_unless_the_solve_changes():
+    from corredit.editors import EDITORS
+    from corredit.editors.forecast import PmetGram
+    from corredit.editors.memit import MEMIT
+
+    class Spread(MEMIT):                 # same solve: MEMIT's rule
+        name = "spread"
+
+    class Solved(MEMIT):                 # its own solve: no rule until one is registered
+        name = "solved"
+
+        def _solve(self, h, hp, layer, change, keys, cov):
+            raise NotImplementedError
+
+    assert gram_rule(Spread()) is MemitGram
+    assert gram_rule(get_editor("memit-merge")()) is MemitGram
+    assert gram_rule(get_editor("emmet")()) is EmmetGram
+    if "pmet" in EDITORS.names():
+        assert gram_rule(get_editor("pmet")()) is PmetGram
+    with pytest.raises(ValueError, match="'solved' has no interference rule"):
+        gram_rule(Solved())
     with pytest.raises(ValueError, match="'rome' has no interference rule"):
         gram_rule(get_editor("rome")())
 
@@ -195,3 +215,172 @@ def test_batches_are_forecast_separately_and_merge_units_share_a_column(tiny):
     assert set(mg.unit) == {"a+b+c"} and mg.operators[0].shape == (1, 1)
     with pytest.raises(ValueError, match="disjoint"):
         forecast(h, reqs, "memit", mom, batches=[[0, 1], [1, 2]])
+
+
+# -- the command -----------------------------------------------------------------------------
+
+def _run_cli(argv, capsys):
+    from corredit.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(tmp_path_factory):
+    from test_runner import make_fixture
+
+    return make_fixture(tmp_path_factory.mktemp("forecast-fixture"))
+
+
+def test_cli_writes_tidy_rows_per_edit_and_per_layer(fixture_dir, tmp_path, capsys, monkeypatch):
+    from corredit.data import load_dataset
+    from corredit.models import load
+    from corredit.stats import TextFileCorpus
+
+    fx = fixture_dir
+    monkeypatch.setenv("CORREDIT_CACHE", str(tmp_path / "cache"))
+    hp = json.dumps({"layers": [0, 1], "context_templates": [[5, 1]], "mom2_update_weight": 10.0})
+    out, lay = tmp_path / "fc.parquet", tmp_path / "layers.csv"
+    code, text, err = _run_cli(
+        ["forecast", fx["edits"], "--model", fx["model"], "--device", "cpu", "--hparams", hp,
+         "--batch-size", 5, "--stats-corpus", fx["texts"], "--stats-tokens", 400,
+         "--top-k", 2, "--out", out, "--out-layers", lay, "--quiet"], capsys)
+    assert code == 0, err
+    edits, layers = pd.read_parquet(out), pd.read_csv(lay)
+    reqs = load_dataset(fx["edits"]).requests
+    assert edits["case_id"].tolist() == [r.case_id for r in reqs]
+    assert edits["batch"].tolist() == [i // 5 for i in range(len(reqs))]
+    assert edits[["unfit", "unfit_norm", "cross", "unfit_alone"]].notna().all().all()
+    assert ((edits["unfit"] > 0) & (edits["unfit"] <= 1 + 1e-9)).all()
+    assert {"interferer_1", "interferer_2_weight"} <= set(edits.columns)
+    assert "interferer_3" not in edits.columns
+    n_batches = -(-len(reqs) // 5)
+    assert len(layers) == n_batches * 3                         # layers 0, 1 and a summary
+    assert sorted(layers["layer"].unique()) == [-1, 0, 1]
+    assert text.count("\n| ") == n_batches + 1 and "max cond(G)" in text
+    # the numbers are the library's on the same inputs
+    h = load(fx["model"], device="cpu")
+    from corredit.stats import StatsCache
+    from corredit.paths import cache_root
+
+    stats = StatsCache(cache_root() / "stats").get(h, [0, 1], TextFileCorpus(str(fx["texts"])), 400)
+    fc = forecast(h, reqs, get_editor("memit")(json.loads(hp)), stats,
+                  batches=[list(range(s, min(s + 5, len(reqs)))) for s in range(0, len(reqs), 5)])
+    np.testing.assert_allclose(edits["unfit"], fc.unfit, rtol=1e-6)
+
+
+def test_cli_errors_name_the_bad_input(fixture_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CORREDIT_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"case_id": "1", "subject": "Paris"\nnot json\n', encoding="utf-8")
+    code, _, err = _run_cli(["forecast", bad, "--model", fixture_dir["model"], "--strict",
+                             "--quiet"], capsys)
+    assert code == 2 and "bad.jsonl:1" in err and "record 0" in err, err
+    code, _, err = _run_cli(["forecast", tmp_path / "missing.jsonl", "--model", "world"], capsys)
+    assert code == 2 and "missing.jsonl" in err
+    code, _, err = _run_cli(["forecast", fixture_dir["edits"], "--run", tmp_path], capsys)
+    assert code == 2 and "either DATA or --run" in err
+    code, _, err = _run_cli(["forecast", fixture_dir["edits"], "--model", fixture_dir["model"],
+                             "--editor", "rome", "--stats-corpus", fixture_dir["texts"],
+                             "--quiet"], capsys)
+    assert code == 2 and "no interference rule" in err
+    code, _, err = _run_cli(["forecast", "--run", tmp_path / "nothing"], capsys)
+    assert code == 2 and "config.json" in err
+
+
+RUN_TOML = """\
+name = "tiny-forecast"
+model = "{model}"
+cache_dir = "{cache}"
+progress = false
+threads = 1
+
+[data]
+source = "{edits}"
+
+[stats]
+corpus = "{texts}"
+max_tokens = 400
+
+[health]
+texts = "{texts}"
+max_tokens = 100
+max_length = 32
+
+[[embeddings]]
+name = "subject_tfidf"
+embedder = "tfidf"
+field = "subject"
+
+[graph]
+enabled = false
+
+[schedule]
+schedulers = ["random", "same_subject_together"]
+batch_sizes = [6]
+
+[evaluate]
+suites = ["probability", "correlation", "diagnostics"]
+
+[[editors]]
+name = "memit"
+mode = "batch"
+hparams = {{ layers = [0], context_templates = [[5, 1]], v_weight_decay = 0.01, mom2_update_weight = 10.0, v_num_grad_steps = 4 }}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_run(fixture_dir, tmp_path_factory):
+    from corredit.config import load_config
+    from corredit.models import load
+    from corredit.runner import Runner
+
+    root = tmp_path_factory.mktemp("forecast-run")
+    path = root / "run.toml"
+    path.write_text(RUN_TOML.format(**{k: str(v) for k, v in fixture_dir.items()}),
+                    encoding="utf-8")
+    cfg = load_config(path)
+    folder = Runner(cfg, root / "out", handle=load(fixture_dir["model"])).run()
+    return cfg, folder
+
+
+def test_run_mode_forecasts_each_trials_batches_and_scores_them(tiny_run, tmp_path, capsys):
+    """``--run``: one forecast row per case, measure and trial, equal to a direct forecast of
+    the trial's batches; the AUC table holds the forecast next to the run's similarity."""
+    from corredit.forecast_commands import forecast_run_rows
+    from corredit.models import load
+    from corredit.runner import RunInputs
+
+    cfg, folder = tiny_run
+    out, rows_path = tmp_path / "auc.csv", tmp_path / "rows.parquet"
+    code, text, err = _run_cli(["forecast", "--run", folder.root, "--n-boot", 50, "--out", out,
+                                "--out-rows", rows_path, "--quiet"], capsys)
+    assert code == 0, err
+    rows = pd.read_parquet(rows_path)
+    assert set(rows["trial"]) == {"memit-random-b6-s0", "memit-same_subject_together-b6-s0"}
+    assert set(rows["metric"]) == {"forecast:unfit", "forecast:unfit_norm", "forecast:cross",
+                                   "forecast:unfit_alone"}
+    assert (rows.groupby(["trial", "metric"]).size() == 12).all()
+    assert (rows["suite"] == "correlation").all() and (rows["step"] == rows["batch"]).all()
+    assert {"scheduler", "batch_size", "editor"} <= set(rows.columns)
+    table = pd.read_csv(out)
+    assert set(table["measure"]) == {*rows["metric"], "max_sim:subject_tfidf"}
+    assert "forecast:unfit" in text
+    # the rows of one trial are the forecast of its schedule on the unedited model
+    trial = "memit-same_subject_together-b6-s0"
+    sched = folder.read_schedules().query("trial == @trial")
+    inputs = RunInputs(cfg, folder.root, selected=folder.read_edits(), progress=False)
+    reqs = inputs.requests()
+    where = {r.case_id: i for i, r in enumerate(reqs)}
+    batches = [[where[c] for c in g.sort_values("position")["case_id"]]
+               for _, g in sched.groupby("batch")]
+    fc = forecast(inputs.handle(), reqs, inputs.editor(cfg.editors[0]), inputs.stats(),
+                  batches=batches, seed=0)
+    got = rows.query("trial == @trial and metric == 'forecast:unfit'").set_index("case_id")
+    np.testing.assert_allclose(got.loc[fc.case_ids, "value"], fc.unfit, rtol=1e-6)
+    assert (fc.unfit > fc.unfit_alone - 1e-9).all()          # mates only ever add
+    again = forecast_run_rows(folder.root, progress=False, hparams={"mom2_update_weight": 1e6})
+    higher = again.query("trial == @trial and metric == 'forecast:unfit'").set_index("case_id")
+    assert (higher.loc[fc.case_ids, "value"] > got.loc[fc.case_ids, "value"]).all()

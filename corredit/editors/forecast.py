@@ -83,11 +83,14 @@ def register_gram_rule(editor: type | str) -> Callable[[type], type]:
 
 def gram_rule(editor: Editor) -> type:
     """The rule of ``editor``: the first class along its class hierarchy registered by
-    class or by the name it was registered under."""
+    class or by the name it was registered under; a class on the way that defines its own
+    ``_solve`` has none."""
     for cls in type(editor).__mro__:
         for key in (cls, cls.__dict__.get("name")):
             if key is not None and key in GRAM_RULES:
                 return GRAM_RULES[key]
+        if "_solve" in cls.__dict__:
+            break
     known = sorted(k if isinstance(k, str) else getattr(k, "name", k.__name__)
                    for k in GRAM_RULES)
     raise ValueError(f"forecast: editor {editor.name!r} has no interference rule (it is not "
