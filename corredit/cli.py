@@ -27,10 +27,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "corredit.stats.commands",
     "corredit.correlation_commands",
     "corredit.experiment_commands",
-    "corredit.status_commands",
     "corredit.forecast_commands",
     "corredit.locate.commands",
-    "corredit.train_commands",
 )
 
 
