@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "corredit.stats.commands",
     "corredit.correlation_commands",
     "corredit.experiment_commands",
+    "corredit.status_commands",
     "corredit.forecast_commands",
     "corredit.locate.commands",
 )

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from corredit.config.plugins import import_plugins
 from corredit.config.sections import (
     DataConfig, EditorConfig, EmbeddingConfig, EvaluateConfig, GraphConfig, HealthConfig,
-    ScheduleConfig, StatsConfig, TrialSpec,
+    ScheduleConfig, StatsConfig, TrialSpec, ExecutorConfig,
 )
 from corredit.config.tables import (
     _check, _entry, _from_table, _Invalid, _positive, _section, _to_plain, _unique,
@@ -38,6 +38,7 @@ __all__ = ["RunConfig", "parse_config", "load_config", "as_config"]
 _SECTIONS: dict[str, type] = {
     "data": DataConfig, "stats": StatsConfig, "graph": GraphConfig,
     "schedule": ScheduleConfig, "evaluate": EvaluateConfig, "health": HealthConfig,
+    "executor": ExecutorConfig,
 }
 
 
@@ -62,6 +63,7 @@ class RunConfig:
     schedule: ScheduleConfig = _field(default_factory=ScheduleConfig)
     evaluate: EvaluateConfig = _field(default_factory=EvaluateConfig)
     health: HealthConfig = _field(default_factory=HealthConfig)
+    executor: ExecutorConfig = _field(default_factory=ExecutorConfig)
 
     def __post_init__(self) -> None:
         _check(bool(self.name) and "/" not in self.name, "name",
@@ -129,8 +131,12 @@ class RunConfig:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain JSON-ready dict; :meth:`from_dict` reads it back."""
-        return _to_plain(self)
+        """A plain JSON-ready dict; :meth:`from_dict` reads it back (``executor`` only
+        when it is not the default, so a default run's dict is that of earlier versions)."""
+        d = _to_plain(self)
+        if self.executor == ExecutorConfig():
+            del d["executor"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, source: str = "config") -> "RunConfig":

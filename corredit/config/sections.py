@@ -21,7 +21,8 @@ from corredit.config.tables import _check, _from_table, _Invalid, _positive, _un
 
 __all__ = ["MODES", "DEFAULT_SUITES", "SUBSET_KEYS", "DataConfig", "StatsConfig",
            "EmbeddingConfig", "GraphConfig", "ScheduleConfig", "EditorConfig",
-           "EvaluateConfig", "HealthConfig", "TrialSpec"]
+           "EvaluateConfig", "HealthConfig", "TrialSpec", "ExecutorConfig", "RayConfig",
+           "SlurmConfig"]
 
 #: How an editor applies a schedule's batches (see corredit.results for the row conventions).
 MODES: tuple[str, ...] = ("batch", "sequential", "sequential-batch")
@@ -306,3 +307,75 @@ class TrialSpec:
     def name(self) -> str:
         """The trial's name (its file name in the run folder)."""
         return f"{self.editor.column}-{self.scheduler}-b{self.batch_size}-s{self.seed}"
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """``[executor.ray]``: ``address`` of the cluster for ``ray.init`` (``"auto"``: the one
+    this machine belongs to, ``"ray://HOST:10001"``: a remote one; none: ``RAY_ADDRESS``,
+    else a cluster started on this machine, else a new local instance of ``num_cpus`` CPUs
+    and ``num_gpus`` GPUs); ``max_retries``: how often a trial whose worker died starts
+    again within the run; ``init``: further ``ray.init`` keyword arguments
+    (``runtime_env``, ``namespace``)."""
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    max_retries: int = 1
+    init: dict[str, Any] = _field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _positive(self.num_cpus, "num_cpus")
+        _positive(self.num_gpus, "num_gpus", allow_zero=True)
+        _positive(self.max_retries, "max_retries", allow_zero=True)
+
+
+@dataclass(frozen=True)
+class SlurmConfig:
+    """``[executor.slurm]``: SLURM jobs through submitit, one per group of trials, as one
+    job array: ``partition``; ``time_min`` one job's time limit in minutes;
+    ``array_parallelism`` how many of the run's jobs run at once; ``setup`` shell lines
+    each job runs first (``"source .venv/bin/activate"``); ``options`` further ``sbatch``
+    options (``{ account = "lab", qos = "normal" }``); ``folder`` submitit's job files
+    (default: the run folder's ``slurm/``); ``cluster = "local"`` runs the jobs as local
+    processes (submitit's local executor) where there is no SLURM."""
+
+    partition: str | None = None
+    time_min: int = 60
+    array_parallelism: int = 8
+    setup: tuple[str, ...] = ()
+    options: dict[str, Any] = _field(default_factory=dict)
+    folder: str | None = None
+    cluster: str = "slurm"
+
+    def __post_init__(self) -> None:
+        _positive(self.time_min, "time_min")
+        _positive(self.array_parallelism, "array_parallelism")
+        _check(self.cluster in ("slurm", "local"), "cluster",
+               f"must be 'slurm' or 'local', got {self.cluster!r}")
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """``[executor]``: where the trials run. ``name``: a registered executor (``local``:
+    processes on this machine, ``workers`` of them; ``ray``; ``slurm``; see
+    :mod:`corredit.runner.executors`); what one trial gets on ``ray`` and ``slurm``:
+    ``cpus_per_trial``, ``gpus_per_trial``, ``memory_gb``. How a run is executed is not
+    part of what it computes: a run folder started on one executor resumes on another."""
+
+    name: str = "local"
+    workers: int = 1
+    cpus_per_trial: int = 1
+    gpus_per_trial: float = 0.0
+    memory_gb: float | None = None
+    ray: RayConfig = _field(default_factory=RayConfig)
+    slurm: SlurmConfig = _field(default_factory=SlurmConfig)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name), "name", "must not be empty")
+        _positive(self.workers, "workers")
+        _positive(self.cpus_per_trial, "cpus_per_trial")
+        _check(self.gpus_per_trial >= 0, "gpus_per_trial",
+               f"must be >= 0, got {self.gpus_per_trial}")
+        _check(self.memory_gb is None or self.memory_gb > 0, "memory_gb",
+               f"must be > 0, got {self.memory_gb}")

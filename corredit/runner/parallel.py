@@ -1,18 +1,18 @@
-"""Trials in worker processes: groups of trials taken from a queue by ``workers``
+"""Trials in worker processes: groups of trials taken as they come free by ``workers``
 processes, each loading the model itself; the rows are those of one process.
 
 Usage::
 
     from corredit.runner.parallel import run_parallel, work_groups
     run_parallel(runner, todo)        # runner.workers processes; shared inputs cached first
+    work_groups(runner.inputs, todo)  # the units of the local and slurm executors
 """
 
 from __future__ import annotations
 
-import sys
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
-from corredit.config import RunConfig, TrialSpec
+from corredit.config import TrialSpec
 
 __all__ = ["run_parallel", "work_groups"]
 
@@ -38,72 +38,11 @@ def work_groups(inputs: Any, todo: Sequence[TrialSpec]) -> list[list[TrialSpec]]
 
 
 def run_parallel(runner: Any, todo: list[TrialSpec]) -> None:
-    """Run ``todo`` of ``runner`` (a :class:`~corredit.runner.Runner`) in
-    ``runner.workers`` processes that take :func:`work_groups` from a queue; the shared
-    inputs (statistics, embeddings) are cached first, the edits are read from the run
-    folder's ``edits.jsonl``."""
-    import concurrent.futures as cf
-    import multiprocessing
+    """Run ``todo`` of ``runner`` (a :class:`~corredit.runner.Runner` inside its ``run()``)
+    in ``runner.workers`` processes that take :func:`work_groups` as they come free; the
+    shared inputs (statistics, embeddings) are cached first, the edits are read from the
+    run folder's ``edits.jsonl`` (the ``local`` executor,
+    :mod:`corredit.runner.executors.local`)."""
+    from corredit.runner.executors.driver import run_on_executor
 
-    inputs = runner.inputs
-    if any(e.stats for e in runner.config.editors):
-        inputs.stats()
-    inputs.embeddings()
-    groups = work_groups(inputs, todo)
-    n = min(runner.workers, len(groups))
-    bar = None
-    if runner.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(todo), desc=f"trials ({n} workers)", unit="trial",
-                   file=sys.stderr, dynamic_ncols=True)
-    names = {t.name for t in todo}
-    folder = runner.folder
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager:
-        queue = manager.Queue()
-        for g in groups:
-            queue.put([t.name for t in g])
-        with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
-            futures = [pool.submit(_run_queue, runner.config.to_dict(), str(folder.root), queue)
-                       for _ in range(n)]
-            pending = set(futures)
-            while pending:
-                _, pending = cf.wait(pending, timeout=1.0)
-                if bar is not None:
-                    bar.update(len(folder.finished_trials() & names) - bar.n)
-            if bar is not None:
-                bar.close()
-            for f in futures:
-                f.result()  # a worker's error surfaces here
-
-
-def _run_queue(config: Mapping[str, Any], out: str, queue: Any) -> list[str]:
-    """Worker process: take groups of trial names from ``queue`` until it is empty and
-    run them into ``out``."""
-    import queue as queue_module
-
-    import torch
-
-    from corredit.results import RunFolder
-    from corredit.runner.run import Runner
-
-    cfg = RunConfig.from_dict(config, source=f"{out}/config.json")
-    cfg.import_plugins()
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    folder = RunFolder(out)
-    runner = Runner(cfg, out, progress=False, selected=folder.read_edits(),
-                    version=folder.read_config().get("code_version"))
-    specs = {t.name: t for t in cfg.trials()}
-    done: list[str] = []
-    while True:
-        try:
-            group = queue.get_nowait()
-        except queue_module.Empty:
-            return done
-        for name in group:
-            runner.run_trial(specs[name])
-            done.append(name)
-        runner.inputs.forget_values()
-
+    run_on_executor(runner, todo)

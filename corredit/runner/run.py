@@ -27,7 +27,9 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from corredit.config import RunConfig, TrialSpec, as_config
+from corredit.config.sections import ExecutorConfig
 from corredit.results import RunFolder
+from corredit.runner.executors import Lease, TrialStates, resolve_executor
 from corredit.runner.inputs import RunInputs
 from corredit.runner.progress import progress_bar
 from corredit.runner.trial import run_trial
@@ -90,22 +92,31 @@ class Runner:
     ``requests``: edits instead of ``[data] source`` (the ``[data]`` filters apply);
     ``selected``: edits that already passed them; ``progress``: override
     ``config.progress``; ``workers``: trials in that many processes (the same rows);
+    ``executor``: a name or table replacing ``config.executor`` (``"ray"``, ``"slurm"``:
+    :mod:`corredit.runner.executors`; the same rows);
     ``version``: the ``code_version`` of the rows (default: this checkout's)."""
 
     def __init__(self, config: RunConfig | Mapping[str, Any] | str | os.PathLike[str],
                  out: str | os.PathLike[str], *, handle: Any = None,
                  requests: Sequence[EditRequest] | None = None,
                  selected: Sequence[EditRequest] | None = None,
-                 progress: bool | None = None, workers: int = 1,
+                 progress: bool | None = None, workers: int | None = None,
+                 executor: str | ExecutorConfig | None = None,
                  version: str | None = None) -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
         self.config = as_config(config)
         self.config.import_plugins()
         self.folder = RunFolder(out)
         self.progress = self.config.progress if progress is None else bool(progress)
-        self.workers = int(workers)
+        self.executor = resolve_executor(self.config.executor, executor, workers)
+        self.workers = self.executor.workers
         self._own_model = handle is None  # workers can load the model themselves
+        self._remote = self.executor.name != "local"
+        if self._remote and not (self._own_model and requests is None):
+            raise ValueError(f"executor {self.executor.name!r} runs trials on its workers, "
+                             f"which load the model and edits themselves: pass neither "
+                             f"handle nor requests, or use the local executor")
+        self.states = TrialStates(self.folder)
+        self.lease: Lease | None = None
         self.inputs = RunInputs(self.config, out, handle=handle, requests=requests,
                                 selected=selected, progress=self.progress)
         self.code_version = version or code_version()
@@ -120,19 +131,23 @@ class Runner:
         return self._suites
 
     # -- before the folder ---------------------------------------------------------------
-    def check(self) -> None:
+    def check(self, *, model: bool = True) -> None:
         """Everything checkable before a file is written: names, device, text files, the
-        data, the model and each editor's hyperparameters on it."""
+        data, the model and each editor's hyperparameters on it (``model=False``: not the
+        device, model and hyperparameters, which a remote executor's worker checks)."""
         from corredit.stats.sources import check_source
 
         cfg = self.config
         cfg.check_names()
-        check_device(cfg.device)
+        if model:
+            check_device(cfg.device)
         if any(e.stats for e in cfg.editors):
             check_source(cfg.stats.corpus, "stats.corpus")
         if "health" in cfg.evaluate.suites:
             check_source(cfg.health.texts, "health.texts")
         self.inputs.raw_requests()
+        if not model:
+            return
         h = self.inputs.handle()
         for i, e in enumerate(cfg.editors):
             try:
@@ -145,13 +160,13 @@ class Runner:
         """Write ``config.json`` (the config plus ``code_version``). A folder holding
         another configuration is refused when it holds a finished trial and taken over
         otherwise; a different code version is only logged."""
-        record = {**self.config.to_dict(), "code_version": self.code_version}
+        record = {**_identity(self.config), "code_version": self.code_version}
         path = self.folder.root / "config.json"
         if path.exists():
             old = self.folder.read_config()
             old_version = old.pop("code_version", None)
             old = _with_defaults(old)
-            if old == self.config.to_dict():
+            if old == _identity(self.config):
                 if old_version != self.code_version:
                     log.warning("%s: resuming a run started with code version %s under %s",
                                 self.folder.root, old_version, self.code_version)
@@ -202,9 +217,10 @@ class Runner:
         if self.config.threads is not None:
             torch.set_num_threads(self.config.threads)
         try:
-            self.check()
+            self.check(model=not self._remote)
             self.folder.root.mkdir(parents=True, exist_ok=True)
-            with self.folder.lock():
+            with self.folder.lock(), Lease.claim(self.folder, self.executor.name) as lease:
+                self.lease, self.states = lease, TrialStates(self.folder, lease.token)
                 return self._run()
         finally:
             torch.set_num_threads(threads)
@@ -217,12 +233,12 @@ class Runner:
         self.folder.log("run_start", trials=len(trials), finished=len(trials) - len(todo),
                         code_version=self.code_version)
         started = time.perf_counter()
-        self.write_inputs()
-        self._warn_oversized(todo)
-        if self.workers > 1 and len(todo) > 1 and self._own_model:
-            from corredit.runner.parallel import run_parallel
+        if not self._remote:      # a remote executor prepares the inputs on a worker
+            self.prepare(todo)
+        if todo and (self._remote or self.workers > 1 and len(todo) > 1 and self._own_model):
+            from corredit.runner.executors.driver import run_on_executor
 
-            run_parallel(self, todo)
+            run_on_executor(self, todo)
         else:
             for spec in progress_bar(todo, enabled=self.progress, desc="trials", unit="trial"):
                 self.run_trial(spec)
@@ -230,6 +246,12 @@ class Runner:
         self.folder.log("run_end", trials=len(trials), ran=len(todo),
                         seconds=round(time.perf_counter() - started, 3), results=str(path))
         return self.folder
+
+    def prepare(self, todo: Sequence[TrialSpec]) -> None:
+        """Write the edits and the graph (:meth:`write_inputs`); warn of ``todo``'s
+        batches larger than their edits."""
+        self.write_inputs()
+        self._warn_oversized(todo)
 
     def _warn_oversized(self, todo: Sequence[TrialSpec]) -> None:
         for t in todo:
@@ -242,13 +264,22 @@ class Runner:
                                 n_edits=n)
 
     def run_trial(self, spec: TrialSpec) -> pd.DataFrame:
-        """Run one trial, write it to the run folder and return its rows."""
-        schedule = self.inputs.schedule(spec.editor, spec.scheduler, spec.batch_size, spec.seed)
-        self.folder.log("trial_start", trial=spec.name, n_edits=schedule.n_edits,
-                        n_steps=schedule.n_batches, mode=spec.editor.mode, pid=os.getpid())
-        outcome = run_trial(self.inputs, spec, self.suites(), code_version=self.code_version,
-                            progress=self.progress)
+        """Run one trial, write it to the run folder and return its rows; its state file
+        says running, then failed (with the error) or nothing once its rows are written."""
+        self.states.started(spec.name)
+        try:
+            schedule = self.inputs.schedule(spec.editor, spec.scheduler, spec.batch_size,
+                                            spec.seed)
+            self.folder.log("trial_start", trial=spec.name, n_edits=schedule.n_edits,
+                            n_steps=schedule.n_batches, mode=spec.editor.mode, pid=os.getpid())
+            outcome = run_trial(self.inputs, spec, self.suites(),
+                                code_version=self.code_version, progress=self.progress)
+        except Exception as exc:
+            self.states.failed(spec.name, exc)
+            raise
+        self.states.check()       # a worker of a driver that no longer owns the folder
         self.folder.write_trial(spec.name, outcome.rows, schedule=schedule.to_frame())
+        self.states.finished(spec.name)
         self.folder.log("trial_end", trial=spec.name, pid=os.getpid(), **outcome.log_fields())
         return outcome.rows
 
@@ -256,14 +287,15 @@ class Runner:
 def run_experiment(config: RunConfig | Mapping[str, Any] | str | os.PathLike[str],
                    out: str | os.PathLike[str] | None = None, *,
                    requests: Sequence[EditRequest] | None = None, handle: Any = None,
-                   progress: bool | None = None, workers: int = 1) -> pd.DataFrame:
+                   progress: bool | None = None, workers: int | None = None,
+                   executor: str | ExecutorConfig | None = None) -> pd.DataFrame:
     """Run ``config`` (a :class:`~corredit.config.RunConfig`, a mapping or a TOML path)
     and return its tidy results table (:mod:`corredit.results`).
 
     ``out``: the run folder to write (a rerun resumes there); None keeps no folder.
     ``requests``: edits in memory instead of ``[data] source`` (the ``[data]`` filters
     apply); ``handle``: a loaded model instead of ``config.model``; ``workers``: trials in
-    that many processes (the same rows).
+    that many processes, ``executor``: ``"ray"``, ``"slurm"`` or a table (the same rows).
 
     Example: ``run_experiment("demo.toml", out="runs/demo")``;
     ``run_experiment(cfg, requests=reqs, handle=h)``.
@@ -271,9 +303,9 @@ def run_experiment(config: RunConfig | Mapping[str, Any] | str | os.PathLike[str
     if out is None:
         with tempfile.TemporaryDirectory(prefix="corredit-run-") as tmp:
             return run_experiment(config, tmp, requests=requests, handle=handle,
-                                  progress=progress, workers=workers)
+                                  progress=progress, workers=workers, executor=executor)
     folder = Runner(config, out, handle=handle, requests=requests, progress=progress,
-                    workers=workers).run()
+                    workers=workers, executor=executor).run()
     return folder.read_results()
 
 
@@ -282,6 +314,14 @@ def _with_defaults(record: dict[str, Any]) -> dict[str, Any]:
     that a folder written before an option existed still resumes; unreadable records are
     compared as stored."""
     try:
-        return RunConfig.from_dict(record, source="config.json").to_dict()
+        return _identity(RunConfig.from_dict(record, source="config.json"))
     except (ValueError, TypeError, KeyError):
         return record
+
+
+def _identity(config: RunConfig) -> dict[str, Any]:
+    """What a run computes: its config as a dict without ``executor`` (how it runs), so
+    that a folder started on one executor resumes on another."""
+    d = config.to_dict()
+    d.pop("executor", None)
+    return d
