@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "corredit.status_commands",
     "corredit.forecast_commands",
     "corredit.locate.commands",
+    "corredit.train_commands",
 )
 
 
