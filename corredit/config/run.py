@@ -175,6 +175,10 @@ class RunConfig:
             known(e.name, EDITORS, f"editors[{i}].name", "editor")
             if e.mode not in EDITOR_MODES:  # pragma: no cover - same list
                 raise ValueError(f"editors[{i}].mode: the editors do not know mode {e.mode!r}")
+            supported = EDITORS.get(e.name).supported_modes
+            if e.mode not in supported:
+                raise ValueError(f"editors[{i}].mode: editor {e.name!r} does not support mode "
+                                 f"{e.mode!r}; it supports {', '.join(supported)}")
             for s in e.schedulers or ():
                 known(s, SCHEDULERS, f"editors[{i}].schedulers", "scheduler")
         for s in self.schedule.schedulers:

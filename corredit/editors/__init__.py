@@ -27,7 +27,9 @@ from corredit.editors.hparams import (
 )
 from corredit.editors.values import MaskedAdam, ValueOptimizer, ValueResult, ValueUnit, units_from_requests
 from corredit.editors import alphaedit, emmet, ft, memit, memit_merge, pmet, rome  # noqa: F401  (registration)
+from corredit.editors import grace, tpatcher  # noqa: F401  (registration: memory-based editors)
 from corredit.editors import kn, mend  # noqa: F401  (registration: knowledge neurons, MEND)
+from corredit.editors.memory import Attachments, MemoryEditor
 from corredit.editors.checks import check_editor
 from corredit.editors.key_embedding import EditorKeyEmbedder, EngineKeys, KeyFunction, WhitenedKeyEmbedder
 from corredit.editors.forecast import Forecast, forecast
@@ -40,6 +42,8 @@ __all__ = [
     "get_editor",
     "register_editor",
     "check_editor",
+    "MemoryEditor",
+    "Attachments",
     "forecast",
     "Forecast",
     "EditorKeyEmbedder",

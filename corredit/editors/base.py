@@ -10,6 +10,12 @@ Usage::
     res.deltas["transformer.h.3.mlp.c_proj.weight"]      # change, in the parameter's layout
     results = ed.edit(h, requests, mode="sequential-batch", batch_size=16, stats=moments)
     ed.restore(h)                                   # bit-exact: weights before the first edit
+    type(ed).supported_modes                        # the modes ``edit`` and the runner accept
+
+Editors that add to the model instead (hooks, modules, memory; GRACE, T-Patcher) declare
+no parameters, report what they added in ``EditResult.added`` and through
+:meth:`Editor.added_state`, :meth:`Editor.added_hooks` and :meth:`Editor.replaced_modules`,
+and remove it all on ``restore`` (see :mod:`corredit.editors.memory`).
 
 Subclasses set ``hparams_class`` and implement ``_edit`` (and, when they optimise value
 vectors that do not depend on earlier edits of the same call, ``_precompute``, which
@@ -70,6 +76,9 @@ class EditResult:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     snapshot: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     hparams: dict[str, Any] = field(default_factory=dict)
+    #: What an editor that adds to the model holds after the call (its memory's tensors,
+    #: CPU copies; see :meth:`Editor.added_state`); empty for weight-delta editors.
+    added: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def update_norms(self) -> dict[str, float]:
         """Frobenius norm of each delta."""
@@ -91,6 +100,8 @@ class Editor:
     #: the model edited by the facts before it (ROME): then values precomputed on the
     #: unedited model serve single-fact batches only.
     sequential_within_batch: ClassVar[bool] = False
+    #: The modes this editor runs in (:meth:`edit` and ``corredit run`` refuse the others).
+    supported_modes: ClassVar[tuple[str, ...]] = MODES
 
     def __init__(self, hparams: HParams | Mapping[str, Any] | None = None, *,
                  max_batch_tokens: int = 16384, defaults_path=DEFAULTS_PATH) -> None:
@@ -160,6 +171,7 @@ class Editor:
              stats=None, seed: int = 0) -> list[EditResult]:
         """Run a mode: ``"batch"`` (one call), ``"sequential"`` (one request per call) or
         ``"sequential-batch"`` (consecutive batches of ``batch_size``)."""
+        self.check_mode(mode)
         requests = list(requests)
         if mode == "batch":
             batches = [requests]
@@ -194,12 +206,39 @@ class Editor:
                 _copy_params(h.model, before)
         return out
 
+    @classmethod
+    def check_mode(cls, mode: str) -> None:
+        """Raise ``ValueError`` unless ``mode`` is one of :attr:`supported_modes`."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+        if mode not in cls.supported_modes:
+            raise ValueError(f"editor {cls.name!r} does not support mode {mode!r}; it "
+                             f"supports {', '.join(cls.supported_modes)}")
+
     def restore(self, h) -> None:
-        """Put back every parameter this editor changed on ``h``, bit for bit."""
+        """Put back every parameter this editor changed on ``h``, bit for bit, and remove
+        whatever it added (hooks, modules, memory)."""
         snap = self._snapshots.get(h.model)
         if snap:
             from corredit.models import restore
             restore(h.model, snap)
+        self.remove_additions(h)
+
+    # -- additions (editors that add hooks, modules or memory override these) -------------
+    def added_state(self, h) -> dict[str, torch.Tensor]:
+        """Tensors this editor added to ``h`` (CPU copies); empty for weight-delta editors."""
+        return {}
+
+    def added_hooks(self, h) -> dict[str, int]:
+        """Number of hooks this editor keeps installed on ``h``, by kind."""
+        return {}
+
+    def replaced_modules(self, h) -> list[str]:
+        """Dotted names of the modules of ``h`` this editor replaced."""
+        return []
+
+    def remove_additions(self, h) -> None:
+        """Remove the hooks, modules and memory this editor added to ``h``."""
 
     def snapshot_for(self, h) -> dict[str, torch.Tensor] | None:
         """The weights of ``h`` as they were before this editor first changed them."""
@@ -253,7 +292,7 @@ class Editor:
         diagnostics.update(update_norm=upd, relative_update_norm=rel, weight_norm_ratio=growth)
         return EditResult(editor=self.name, case_ids=[str(r.case_id) for r in requests],
                           deltas=deltas, diagnostics=diagnostics, snapshot=snap,
-                          hparams=hp.to_dict())
+                          hparams=hp.to_dict(), added=self.added_state(h))
 
 
 def _clone_params(model: torch.nn.Module, names: Sequence[str]) -> dict[str, torch.Tensor]:

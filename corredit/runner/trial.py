@@ -10,7 +10,8 @@ scheduler, batch size and seed; its editor applies the batches in its mode (``ba
 each batch on the unedited model; ``sequential`` / ``sequential-batch``: one after
 another); after each step every suite may add rows (:mod:`corredit.evaluate.suite`).
 The edited parameters are put back from a snapshot, and a checksum of them must equal
-the one taken before the trial.
+the one taken before the trial; what an editor added (hooks, modules, memory) is
+removed at the same points, and the model's hook counts must be those before the trial.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def run_trial(inputs: RunInputs, spec: TrialSpec, suites: Sequence[Suite], *,
     """Run one trial on ``inputs.handle()`` and restore the model; returns its outcome."""
     import torch
 
+    from corredit.editors.checks import hook_counts
     from corredit.models import param_checksum, restore, snapshot
 
     h = inputs.handle()
@@ -83,6 +85,7 @@ def run_trial(inputs: RunInputs, spec: TrialSpec, suites: Sequence[Suite], *,
     names = list(editor.declared_parameters(h))
     original = snapshot(h.model, names)
     checksum = param_checksum(h.model, names)
+    hooks = hook_counts(h.model)
     values = inputs.shared_values(spec.editor, editor, spec.seed, spec.batch_size)
     ctx = TrialContext(inputs=inputs, spec=spec, handle=h, requests=[all_reqs[i] for i in idx],
                        schedule=schedule, batch_of=schedule.batch_of(),
@@ -99,6 +102,10 @@ def run_trial(inputs: RunInputs, spec: TrialSpec, suites: Sequence[Suite], *,
 
     def check_restored(step: int | None) -> None:
         restore(h.model, original)
+        editor.remove_additions(h)
+        if hook_counts(h.model) != hooks:
+            raise RuntimeError(f"trial {spec.name}: editor {spec.editor.name!r} left hooks on the "
+                               f"model ({hook_counts(h.model)} != {hooks} before the trial)")
         now = param_checksum(h.model, names)
         if now != checksum:
             where = "at the end" if step is None else f"after step {step}"
@@ -128,6 +135,7 @@ def run_trial(inputs: RunInputs, spec: TrialSpec, suites: Sequence[Suite], *,
                 check_restored(step)
     finally:
         restore(h.model, original)
+        editor.remove_additions(h)
     check_restored(None)
     rows = assemble_rows(inputs.config, spec, frames, code_version=code_version,
                          n_edits=schedule.n_edits)
