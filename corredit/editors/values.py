@@ -356,7 +356,8 @@ class ValueOptimizer:
             done = active & (total < hp.v_stop_loss)
             if ada:        # PMET: the NLL weight of the next step, and the KL stopping rule
                 done |= active & top & (hp.kl_factor * kl_acc <= ada.kl_stop)
-                nll_w = torch.where(top, ada.nll_factor * ada.top_factor, ada.nll_factor)
+                nll_w = torch.where(top, torch.full_like(nll_w, ada.nll_factor * ada.top_factor),
+                                    torch.full_like(nll_w, ada.nll_factor))
             stopped |= done
             active = active & ~done
             if not backward:
