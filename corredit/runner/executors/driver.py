@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from corredit.config import TrialSpec
 from corredit.runner.executors.base import Executor, TrialsFailed, describe_error
-from corredit.runner.executors.worker import WorkerJob, prepare_run, run_unit
+from corredit.runner.executors.worker import WorkerJob, driver_env, prepare_run, run_unit
 
 __all__ = ["run_on_executor", "make_executor"]
 
@@ -39,7 +39,8 @@ def run_on_executor(runner: Any, todo: Sequence[TrialSpec]) -> None:
     so holding the folder's lock and ``runner.lease``) on its executor."""
     executor = make_executor(runner)
     job = WorkerJob(config=runner.config.to_dict(), out=str(runner.folder.root.resolve()),
-                    token=runner.lease.token, cwd=os.getcwd(), code_version=runner.code_version)
+                    token=runner.lease.token, cwd=os.getcwd(), code_version=runner.code_version,
+                    env=driver_env())
     with executor:
         if executor.remote:
             executor.start(1)
@@ -104,7 +105,8 @@ def _drive(runner: Any, executor: Executor, job: WorkerJob,
         while queue or running:
             if queue and len(running) < limit:
                 batch, queue = queue[: limit - len(running)], queue[limit - len(running):]
-                handles = executor.submit(run_unit, [(job, u) for u in batch])
+                handles = executor.submit(run_unit, [(job, u, not executor.grouped)
+                                                     for u in batch])
                 running.update(zip(handles, batch))
             for handle in executor.wait(list(running), timeout=1.0):
                 unit = running.pop(handle)

@@ -19,10 +19,10 @@ names, so they are cheap to send to any machine that sees the run folder.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-__all__ = ["WorkerJob", "prepare_run", "run_unit"]
+__all__ = ["WorkerJob", "driver_env", "prepare_run", "run_unit"]
 
 _USER_ERRORS = ("ValueError", "FileNotFoundError", "UnknownNameError")
 
@@ -31,14 +31,29 @@ _USER_ERRORS = ("ValueError", "FileNotFoundError", "UnknownNameError")
 class WorkerJob:
     """What a worker needs to find a run: the ``config`` (``RunConfig.to_dict()``), the
     run folder ``out`` (absolute), the driver's lease ``token``, the driver's working
-    directory ``cwd`` (relative paths of the config are resolved from it) and the
-    ``code_version`` of the rows."""
+    directory ``cwd`` (relative paths of the config are resolved from it), the
+    ``code_version`` of the rows and ``env``: the driver's cache root and Hugging Face
+    settings (:func:`driver_env`), so that every worker reads the same caches."""
 
     config: Mapping[str, Any]
     out: str
     token: str
     cwd: str
     code_version: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+#: Environment variables a worker takes from the driver (besides ``CORREDIT_CACHE``).
+_PASSED_ENV = ("HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def driver_env() -> dict[str, str]:
+    """This process's cache root (absolute) as ``CORREDIT_CACHE`` and its Hugging Face
+    settings, for :attr:`WorkerJob.env`."""
+    from corredit.paths import cache_root
+
+    env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
+    return {**env, "CORREDIT_CACHE": str(cache_root().resolve())}
 
 
 _RUNNER: dict[str, Any] = {}     # "key" -> this process's runner of the latest job
@@ -58,6 +73,7 @@ def _runner(job: WorkerJob, *, prepared: bool = True) -> Any:
     from corredit.runner.executors.state import TrialStates
     from corredit.runner.run import Runner
 
+    os.environ.update(job.env)
     if os.path.isdir(job.cwd):
         os.chdir(job.cwd)
     cfg = RunConfig.from_dict(job.config, source=f"{job.out}/config.json")
@@ -95,10 +111,13 @@ def prepare_run(job: WorkerJob, todo: Sequence[str] = ()) -> dict[str, str]:
     return {}
 
 
-def run_unit(job: WorkerJob, names: Sequence[str]) -> dict[str, str | None]:
+def run_unit(job: WorkerJob, names: Sequence[str],
+             keep_values: bool = False) -> dict[str, str | None]:
     """Run the trials ``names`` of ``job`` here, each written to the run folder when it
     ends; returns each name's error, or None for a finished trial (one finished earlier,
-    by an attempt of this unit that died, is not run again)."""
+    by an attempt of this unit that died, is not run again). The shared value vectors
+    are dropped at the end unless ``keep_values`` (units of one trial: the next trial of
+    the same editor and seed in this process reuses them)."""
     from corredit.config import RunConfig
     from corredit.results import RunFolder
     from corredit.runner.executors.base import describe_error
@@ -124,6 +143,6 @@ def run_unit(job: WorkerJob, names: Sequence[str]) -> dict[str, str | None]:
             states.failed(name, exc)
             out[name] = describe_error(exc)
             _RUNNER.clear()
-    if "runner" in _RUNNER:
+    if "runner" in _RUNNER and not keep_values:
         _RUNNER["runner"].inputs.forget_values()
     return out
