@@ -35,6 +35,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--executor", default=None, metavar="NAME",
                      help="where trials run: local, ray or slurm (same rows; default: "
                           "[executor] name, else local); see 'corredit status RUN_DIR'")
+    run.add_argument("--executor-config", default=None, metavar="FILE",
+                     help="a TOML file whose [executor] table replaces CONFIG's (cluster "
+                          "settings kept apart from the run; --executor still names it)")
     run.add_argument("--report", action="store_true",
                      help="also write figures and report.md / report.html")
     run.set_defaults(func=_run)
@@ -72,6 +75,10 @@ def _run(args: argparse.Namespace) -> int:
     from corredit.runner.executors import TrialsFailed
 
     cfg = load_config(args.config)
+    if args.executor_config:
+        from corredit.runner.executors import load_executor
+
+        cfg = cfg.replace(executor=load_executor(args.executor_config))
     started = time.perf_counter()
     try:
         folder = Runner(cfg, args.out, progress=False if args.no_progress else None,

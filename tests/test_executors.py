@@ -153,6 +153,22 @@ def test_executor_table_parses_nested_and_names_bad_keys():
             parse_config({**base, "executor": table}, source="run.toml")
 
 
+def test_an_executor_file_holds_one_executor_table(tmp_path):
+    from corredit.runner.executors import load_executor
+
+    path = tmp_path / "cluster.toml"
+    path.write_text('[executor]\nname = "slurm"\ngpus_per_trial = 1\n'
+                    '[executor.slurm]\npartition = "gpu"\ntime_min = 240\n')
+    assert load_executor(path) == ExecutorConfig(
+        name="slurm", gpus_per_trial=1, slurm=SlurmConfig(partition="gpu", time_min=240))
+    path.write_text('[executor.slurm]\npartitio = "gpu"\n')
+    with pytest.raises(ValueError, match=r"cluster.toml: executor.slurm.partitio: unknown key"):
+        load_executor(path)
+    path.write_text('name = "x"\n[executor]\n')
+    with pytest.raises(ValueError, match=r"expected one \[executor\] table"):
+        load_executor(path)
+
+
 def test_executor_names_and_overrides(grid):
     cfg = grid["cfg"]
     assert resolve_executor(cfg.executor, "ray").name == "ray"
@@ -310,10 +326,12 @@ def test_status_command_shows_counts_and_errors(grid, inline, tmp_path, capsys):
     from corredit.cli import main
 
     out = tmp_path / "cli"
+    cluster = tmp_path / "cluster.toml"       # its table, with --executor naming another
+    cluster.write_text('[executor]\nname = "ray"\nmemory_gb = 2\n')
     _arm(grid, "memit-random-b4-s0", "raise")
     try:
         assert main(["run", str(grid["path"]), "--out", str(out), "--executor", "inline",
-                     "--no-progress"]) == 1
+                     "--executor-config", str(cluster), "--no-progress"]) == 1
     finally:
         grid["armed"].unlink()
     err = capsys.readouterr().err

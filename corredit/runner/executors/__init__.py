@@ -4,6 +4,7 @@
 Usage::
 
     corredit run CONFIG --out DIR --executor ray      # or an [executor] table
+    corredit run CONFIG --out DIR --executor-config cluster.toml   # its [executor] table
     corredit status DIR                               # finished, running, failed trials
 
     from corredit.runner import Runner
@@ -27,13 +28,15 @@ runs on a worker), :mod:`~.driver` (the run loop), :mod:`~.state` (lease, trial 
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 from corredit.config.sections import ExecutorConfig
 from corredit.runner.executors.base import EXECUTORS, Executor, TrialsFailed
 from corredit.runner.executors.state import Lease, RunStatus, TrialStates, run_status
 
 __all__ = ["EXECUTORS", "Executor", "TrialsFailed", "get_executor", "resolve_executor",
-           "Lease", "TrialStates", "RunStatus", "run_status"]
+           "load_executor", "Lease", "TrialStates", "RunStatus", "run_status"]
 
 EXECUTORS.provide("local", "corredit.runner.executors.local")
 EXECUTORS.provide("ray", "corredit.runner.executors.ray_executor")
@@ -64,3 +67,31 @@ def resolve_executor(config: ExecutorConfig, name: str | ExecutorConfig | None =
         config = dataclasses.replace(config, workers=int(workers))
     get_executor(config.name)
     return config
+
+
+def load_executor(path: str | os.PathLike[str]) -> ExecutorConfig:
+    """The ``[executor]`` table of the TOML file ``path`` (a cluster's settings kept apart
+    from the run's config); errors name the file and the key."""
+    import sys
+
+    from corredit.config.tables import _Invalid, _section
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such executor file")
+    try:
+        with open(p, "rb") as fh:
+            table = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{p}: invalid TOML: {exc}") from None
+    if set(table) != {"executor"}:
+        raise ValueError(f"{p}: expected one [executor] table (and its [executor.ray] or "
+                         f"[executor.slurm]), got keys {sorted(table)}")
+    try:
+        return _section(ExecutorConfig, table["executor"], "executor")
+    except _Invalid as exc:
+        raise ValueError(f"{p}: {exc}") from None
