@@ -44,6 +44,9 @@ def run_on_executor(runner: Any, todo: Sequence[TrialSpec]) -> None:
     with executor:
         if executor.remote:
             executor.start(1)
+            if runner.progress:
+                print(f"preparing the inputs on one worker ({executor.describe()})",
+                      file=sys.stderr, flush=True)
             _prepare_remote(executor, job, todo)
             units = _units(runner, executor, todo, job)
         else:
