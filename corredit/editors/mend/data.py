@@ -17,6 +17,7 @@ is a function of ``(seed, step, micro)``, so an interrupted training resumes exa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -50,8 +51,11 @@ class MendBatch:
     loc: list[tuple[str, str]]
 
 
-def _mentions(text: str, names: Sequence[str]) -> bool:
-    return any(n in text for n in names)
+def _mention_pattern(names: Sequence[str]) -> "re.Pattern[str] | None":
+    """A pattern that finds any of ``names`` inside a text (None for no names)."""
+    if not names:
+        return None
+    return re.compile("|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)))
 
 
 def examples_from_requests(requests: Iterable, *, exclude_subjects: Iterable[str] = (),
@@ -60,15 +64,20 @@ def examples_from_requests(requests: Iterable, *, exclude_subjects: Iterable[str
     excluded subject are dropped too. Raises ``ValueError`` naming ``source`` when none is
     left."""
     excluded = sorted(set(exclude_subjects))
+    pattern = _mention_pattern(excluded)
+
+    def clean(text: str) -> bool:
+        return pattern is None or pattern.search(text) is None
+
     out = []
     for r in requests:
         if r.subject in excluded:
             continue
-        paraphrases = tuple(p for p in r.paraphrase_prompts if not _mentions(p, excluded))
+        paraphrases = tuple(p for p in r.paraphrase_prompts if clean(p))
         loc = [(lp.prompt, lp.target) for lp in r.locality]
         if r.target_true:
             loc += [(p, r.target_true) for p in r.neighborhood_prompts]
-        loc = tuple((p, t) for p, t in loc if t and not _mentions(p, excluded))
+        loc = tuple((p, t) for p, t in loc if t and clean(p))
         out.append(MendExample(str(r.case_id), r.subject, r.rewrite_prompt, r.target_new,
                                r.target_true, paraphrases, loc))
     if not out:

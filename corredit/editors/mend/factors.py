@@ -47,12 +47,21 @@ class TokenRows:
 
     @classmethod
     def build(cls, tok, pairs: Sequence[tuple[str, str]], owner: Sequence[int] | None = None,
-              *, full: bool = False) -> "TokenRows":
+              *, full: bool = False, cache: dict | None = None) -> "TokenRows":
         """Rows of ``(prompt, target)`` pairs; ``full`` keeps the target's last token in
-        the row (for a KL over every position)."""
+        the row (for a KL over every position); ``cache`` (a dict kept by the caller for
+        one tokenizer) remembers token ids across calls."""
+        cache = {} if cache is None else cache
+
+        def ids_of(kind: str, text: str) -> list[int]:
+            key = (kind, text)
+            if key not in cache:
+                cache[key] = (prompt_ids if kind == "p" else target_ids)(tok, text)
+            return cache[key]
+
         ids, labels = [], []
         for prompt, target in pairs:
-            p, t = prompt_ids(tok, prompt), target_ids(tok, target)
+            p, t = ids_of("p", prompt), ids_of("t", target)
             ids.append(p + (t if full else t[:-1]))
             labels.append([(len(p) - 1 + k, tid) for k, tid in enumerate(t)])
         return cls(ids, labels, list(range(len(pairs))) if owner is None else list(owner))

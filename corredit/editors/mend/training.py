@@ -113,12 +113,13 @@ def network_config(h, hp: MendTrainingHParams) -> MendConfig:
 
 
 def edit_step(h, net: MendNetwork, draws: Sequence, *, batch_loss: str = "sum_of_means",
-              update_statistics: bool = False) -> dict[str, Any]:
+              update_statistics: bool = False, token_cache: dict | None = None) -> dict[str, Any]:
     """Losses of ``draws`` (each a :class:`~corredit.editors.mend.data.MendBatch` edited on
     its own), computed together: ``edit`` and ``loc`` are means over draws of the outer
     NLL after the draw's edit (mean over its edits) and of KL(before || after) over its
     locality tokens (both differentiable in the network); ``inner`` is the inner NLL
-    before editing. ``outer_nll`` / ``outer_rows``: per-token NLLs and their rows."""
+    before editing. ``outer_nll`` / ``outer_rows``: per-token NLLs and their rows;
+    ``token_cache``: token ids kept across calls (:meth:`TokenRows.build`)."""
     tok = h.tokenizer
     layers = net.config.layers
     inner_pairs, edit_draw, outer_pairs, outer_owner, loc_pairs, loc_draw = [], [], [], [], [], []
@@ -130,7 +131,8 @@ def edit_step(h, net: MendNetwork, draws: Sequence, *, batch_loss: str = "sum_of
         outer_owner += [base + k for k in d.outer_owner]
         loc_pairs += d.loc
         loc_draw += [g] * len(d.loc)
-    f = edit_factors(h, layers, TokenRows.build(tok, inner_pairs), batch_loss=batch_loss)
+    f = edit_factors(h, layers, TokenRows.build(tok, inner_pairs, cache=token_cache),
+                     batch_loss=batch_loss)
     if update_statistics:
         for i in range(len(layers)):
             net.update_statistics(i, f.x[i], f.delta[i])
@@ -140,8 +142,8 @@ def edit_step(h, net: MendNetwork, draws: Sequence, *, batch_loss: str = "sum_of
         token_draw = draw_of[f.owner[i].cpu()]
         updates[layer] = [net.update(i, f.x[i][token_draw == g], f.delta[i][token_draw == g])
                           for g in range(len(draws))]
-    outer = TokenRows.build(tok, outer_pairs, outer_owner)
-    loc = TokenRows.build(tok, loc_pairs, full=True)
+    outer = TokenRows.build(tok, outer_pairs, outer_owner, cache=token_cache)
+    loc = TokenRows.build(tok, loc_pairs, full=True, cache=token_cache)
     rows = TokenRows(outer.ids + loc.ids, outer.labels + loc.labels,
                      outer.owner + [-1] * len(loc.ids))
     group = torch.tensor([edit_draw[o] for o in outer_owner] + loc_draw)
@@ -251,6 +253,7 @@ def train_mend(h, examples: Sequence[MendExample], hp: MendTrainingHParams,
     bar = tqdm(total=hp.steps, initial=start, desc="mend", unit="step", disable=not progress,
                dynamic_ncols=True)
     net.train()
+    token_cache: dict = {}
     t0 = time.perf_counter()
     try:
         with eval_mode(h.model):
@@ -258,7 +261,8 @@ def train_mend(h, examples: Sequence[MendExample], hp: MendTrainingHParams,
                 draws = [sample_batch(examples, seed=seed, step=step, micro=micro,
                                       edits=hp.edits_per_step, paraphrases=hp.paraphrases)
                          for micro in range(hp.accumulate)]
-                out_ = edit_step(h, net, draws, batch_loss=hp.batch_loss, update_statistics=True)
+                out_ = edit_step(h, net, draws, batch_loss=hp.batch_loss, update_statistics=True,
+                                 token_cache=token_cache)
                 loss = hp.cedit * out_["edit"] + hp.cloc * out_["loc"]
                 grads = torch.autograd.grad(loss, list(net.parameters()), allow_unused=True)
                 skipped = int(not all(g is None or torch.isfinite(g).all() for g in grads))
