@@ -12,7 +12,9 @@ three facts each, subject-first phrasings) cut to ``--edits`` edits (a seeded sa
 order, and ``same_subject_together``, which puts a person's facts next to each other).
 Editor settings are the per-model defaults of ``corredit/editors/defaults.toml`` plus the
 JSON overrides given. Printed: ES / PS / NS / S x100 right after each edit
-(``immediate``) and after the last edit (``final``); ``--json`` writes both tables.
+(``immediate``) and after the last edit (``final``), then the final scores split by
+whether the edit's subject has other edits in the run (``shared``: the correlated
+edits); ``--json`` writes the tables.
 """
 
 from __future__ import annotations
@@ -64,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the two tables here")
     args = p.parse_args(argv)
 
+    from corredit.analysis.cases import attach_subjects, read_edit_subjects
     from corredit.analysis.tables import summary_table
+    import pandas as pd
+
     from corredit.config import parse_config
     from corredit.runner import Runner
 
@@ -82,6 +87,16 @@ def main(argv: list[str] | None = None) -> int:
         tables[when] = tab
         print(f"\n{when} (x100)\n{tab.to_string(index=False)}")
     print(f"\n{time.perf_counter() - started:.0f} s; results in {folder.root}")
+    subjects = read_edit_subjects(folder.root / "edits.jsonl")
+    shared = set(subjects["subject"][subjects["subject"].duplicated(keep=False)])
+    cases = attach_subjects(df, subjects)
+    parts = []
+    for flag in (True, False):
+        part = cases[cases["subject"].isin(shared) == flag]
+        parts.append(summary_table(part, when="final").assign(shared=flag))
+    split = pd.concat(parts, ignore_index=True).round(1)
+    tables["final_by_shared_subject"] = split
+    print(f"\nfinal, by subject with other edits in the run (x100)\n{split.to_string(index=False)}")
     if args.json:
         Path(args.json).write_text(json.dumps(
             {k: v.to_dict(orient="records") for k, v in tables.items()}, indent=1), encoding="utf-8")
