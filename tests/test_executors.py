@@ -356,6 +356,7 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.mark.slow   # a local Ray instance: 4-8 minutes on 2 shared cores
 def test_ray_gives_the_rows_of_a_local_run(grid, ray_local, tmp_path):
     out = tmp_path / "ray"
     Runner(grid["cfg"], out, executor="ray").run()
@@ -377,6 +378,7 @@ def test_slurm_through_submitit_locally_gives_the_rows_of_a_local_run(grid, tmp_
     assert ends["memit-random-b4-s0"] == ends["memit-correlated-b4-s0"]   # one group
 
 
+@pytest.mark.slow   # a local Ray instance: 4-8 minutes on 2 shared cores
 def test_a_killed_ray_worker_loses_its_trial_and_a_rerun_completes(grid, ray_local, tmp_path):
     out = tmp_path / "killed"
     ex = ExecutorConfig(name="ray", ray=RayConfig(max_retries=0))
