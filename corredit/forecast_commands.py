@@ -195,7 +195,7 @@ def forecast_run_rows(run_dir: str | Path, *, values: bool = False, top_k: int =
 
     from corredit.config import RunConfig
     from corredit.editors import forecast
-    from corredit.editors.forecast import gram_rule
+    from corredit.editors.forecast import edit_keys, gram_rule
     from corredit.results import CONFIG_COLUMNS, RunFolder
     from corredit.runner import RunInputs
 
@@ -224,6 +224,7 @@ def forecast_run_rows(run_dir: str | Path, *, values: bool = False, top_k: int =
         stats = inputs.stats()
         where = {str(r.case_id): i for i, r in enumerate(reqs)}
         vres: dict[int, Any] = {}
+        keys: dict[int, Any] = {}
         for spec in specs:
             sched = schedules[schedules["trial"] == spec.name]
             if "position" in sched.columns:
@@ -234,8 +235,10 @@ def forecast_run_rows(run_dir: str | Path, *, values: bool = False, top_k: int =
                        for _, g in sched.groupby("batch", sort=True)]
             if values and spec.seed not in vres:
                 vres[spec.seed] = editor.precompute_values(h, reqs, stats=stats, seed=spec.seed)
+            if spec.seed not in keys:
+                keys[spec.seed] = edit_keys(h, reqs, editor, seed=spec.seed)
             fc = forecast(h, reqs, editor, stats, batches=batches, seed=spec.seed,
-                          top_k=top_k, values=vres.get(spec.seed))
+                          top_k=top_k, values=vres.get(spec.seed), keys=keys[spec.seed])
             edits = fc.edit_frame()
             edits = edits[edits["batch"] >= 0]
             names = [m for m in (*MEASURES, *(VALUE_MEASURES if values else ()))]

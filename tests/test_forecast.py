@@ -211,6 +211,15 @@ def test_batches_are_forecast_separately_and_merge_units_share_a_column(tiny):
     edits = fc.edit_frame()
     assert list(edits["case_id"]) == ["a", "b", "c", "1", "2", "3"]
     assert {"interferer_1", "interferer_1_weight"} <= set(edits.columns)
+    from corredit.editors.forecast import edit_keys
+
+    keys = edit_keys(h, reqs, get_editor("memit")(TINY_MEMIT), seed=0)      # read once
+    again = forecast(h, reqs, get_editor("memit")(TINY_MEMIT), mom, batches=[[0, 1, 2, 3, 4, 5]],
+                     keys=keys)
+    whole = forecast(h, reqs, get_editor("memit")(TINY_MEMIT), mom)
+    np.testing.assert_allclose(again.unfit, whole.unfit, rtol=1e-12)
+    with pytest.raises(ValueError, match="keys lack layer"):
+        forecast(h, reqs, get_editor("memit")(TINY_MEMIT), mom, keys={0: keys[1]})
     mg = forecast(h, SAME_KEY, get_editor("memit-merge")(TINY_MEMIT), mom)
     assert set(mg.unit) == {"a+b+c"} and mg.operators[0].shape == (1, 1)
     with pytest.raises(ValueError, match="disjoint"):

@@ -9,6 +9,8 @@ Usage::
     edits, layers = fc.edit_frame(), fc.layer_frame()     # tidy tables
     fc = forecast(h, requests, ed, stats, values=ed.precompute_values(h, requests, stats=stats))
     fc.unfit_actual             # ||left_i|| / ||d_i|| with the optimised changes d_i
+    keys = edit_keys(h, requests, "memit", seed=0)        # read once, forecast many batchings
+    fc = forecast(h, requests, "memit", stats, batches=other_batches, keys=keys)
 
 What is computed. At one layer MEMIT's update ``dW = R K^T (lam C + K K^T)^-1`` (``R``:
 the changes, one column per edit; ``K``: the keys) delivers ``dW K = R (I+G)^-1 G`` with
@@ -62,7 +64,7 @@ from corredit.editors.keys import KeyReader
 from corredit.editors.linalg import SPDSolver, as_float64
 from corredit.editors.memit import MEMIT
 
-__all__ = ["forecast", "Forecast", "register_gram_rule", "gram_rule", "unfit_operator",
+__all__ = ["forecast", "edit_keys", "Forecast", "register_gram_rule", "gram_rule", "unfit_operator",
            "GRAM_RULES"]
 
 #: Editor class, or registered editor name, -> rule class (see :func:`gram_rule`).
@@ -279,9 +281,26 @@ def _values_matrix(values: Any, n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def edit_keys(h, requests: Sequence, editor: Editor | str, *, seed: int = 0
+              ) -> dict[int, torch.Tensor]:
+    """``{layer: (n, d_k) float64}``: the keys ``editor`` writes at, at each of its layers,
+    on ``h`` as it is (its context templates for ``seed``, its key averaging)."""
+    from corredit.models import Site
+
+    ed = get_editor(editor)() if isinstance(editor, str) else editor
+    hp = ed.hparams_for(h)
+    layers = [int(x) for x in hp.layers]
+    sites = [Site("mlp_out", l, "input") for l in layers]
+    reader = KeyReader(h, list(requests), ed._groups(h, hp, seed),
+                       max_batch_tokens=ed.max_batch_tokens)
+    vals = reader.read(sites)
+    return {l: reader.average(vals[s], hp.key_averaging) for l, s in zip(layers, sites)}
+
+
+@torch.no_grad()
 def forecast(h, requests: Sequence, editor: Editor | str, stats, *,
              batches: Sequence[Sequence[int]] | None = None, seed: int = 0, top_k: int = 3,
-             values: Any = None) -> Forecast:
+             values: Any = None, keys: dict[int, torch.Tensor] | None = None) -> Forecast:
     """Forecast of what ``editor``'s batch solve leaves unfit for each request.
 
     Example: ``forecast(h, reqs, "memit", stats, batches=[[0, 1], [2, 3]])``. ``editor``
@@ -289,7 +308,8 @@ def forecast(h, requests: Sequence, editor: Editor | str, stats, *,
     what the editor takes (``{layer: SecondMoment}`` or a callable); ``batches`` are index
     lists into ``requests`` (default: one batch of all); ``seed`` picks the context
     templates as the editor's ``seed`` does; ``values``: optional changes per request
-    (see the module docstring). Keys are read on ``h`` as it is.
+    (see the module docstring); ``keys``: :func:`edit_keys` of ``requests`` read before
+    (else they are read on ``h`` as it is).
     """
     ed = get_editor(editor)() if isinstance(editor, str) else editor
     rule_cls = gram_rule(ed)
@@ -305,12 +325,10 @@ def forecast(h, requests: Sequence, editor: Editor | str, stats, *,
     layers = [int(x) for x in hp.layers]
     covs = second_moment_matrices(stats, h, layers, editor=ed.name, precision=hp.mom2_precision)
     rules = {l: rule_cls(ed, h, hp, l, covs[l]) for l in layers}
-    from corredit.models import Site
-
-    sites = [Site("mlp_out", l, "input") for l in layers]
-    reader = KeyReader(h, reqs, ed._groups(h, hp, seed), max_batch_tokens=ed.max_batch_tokens)
-    vals = reader.read(sites)
-    keys = {l: reader.average(vals[s], hp.key_averaging) for l, s in zip(layers, sites)}
+    keys = edit_keys(h, reqs, ed, seed=seed) if keys is None else keys
+    bad = [l for l in layers if l not in keys or tuple(keys[l].shape)[0] != len(reqs)]
+    if bad:
+        raise ValueError(f"forecast: keys lack layer(s) {bad} or one row per request")
     d_all = None if values is None else _values_matrix(values, len(reqs))
     n = len(reqs)
     out: dict[str, Any] = {k: np.full(n, np.nan) for k in
