@@ -80,7 +80,7 @@ def test_factors_give_the_weight_gradient(arch):
         try:
             packed = rows.packed(h)
             logits = h.model(input_ids=packed.input_ids, attention_mask=packed.attention_mask).logits
-            loss, _ = target_nll(logits, rows, token_weights(rows, batch_loss))
+            loss, _ = target_nll(logits, rows, token_weights(rows, batch_loss), compact=False)
             grads = torch.autograd.grad(loss, params)
         finally:
             for p in params:
@@ -99,10 +99,11 @@ def test_updated_weights_hook_is_the_weight_change():
     gen = torch.Generator().manual_seed(0)
     dws = [0.3 * torch.randn(h.hidden_size, h.key_size, generator=gen, dtype=torch.float64)
            for _ in range(2)]
-    rows = TokenRows.build(h.tokenizer, [(r.rewrite_prompt, r.target_new) for r in REQUESTS])
+    rows = TokenRows.build(h.tokenizer, [(r.rewrite_prompt, r.target_new) for r in REQUESTS],
+                           full=True)                             # logits at every position
     packed = rows.packed(h)
     group = torch.tensor([1, 0, 1])
-    got = edited_logits(h, {2: dws}, group, packed)
+    got = edited_logits(h, {2: dws}, group, rows)
     for r in range(3):
         h.adapter.add_to_mlp_out_weight(h.model, 2, dws[int(group[r])])
         try:

@@ -7,7 +7,7 @@ Usage::
     rows = TokenRows.build(h.tokenizer, [("Toma Velik was born in", "Rasko")])
     f = edit_factors(h, (3, 4, 5), rows)        # f.x[i]: (n_tokens, d_k), f.delta[i]: (n, d)
     group = torch.zeros(len(rows.ids), dtype=torch.long)      # row -> which update it sees
-    logits = edited_logits(h, {5: [dw]}, group, rows.packed(h))   # differentiable in dw
+    logits = edited_logits(h, {5: [dw]}, group, rows)   # at rows.read positions; grad in dw
 
 The gradient of ``W_out`` at layer ``l`` is ``sum_t delta_t x_t^T``: ``x_t`` is read at the
 input of ``W_out`` and ``delta_t`` is the gradient of the loss with respect to a zero
@@ -39,18 +39,21 @@ BATCH_LOSSES = ("sum_of_means", "token_mean")
 @dataclass
 class TokenRows:
     """Teacher-forced rows ``prompt + target[:-1]``: ``labels[r]`` lists
-    ``(position, token)`` pairs, ``owner[r]`` the edit the row belongs to."""
+    ``(position, token)`` pairs, ``owner[r]`` the edit the row belongs to, ``read[r]`` the
+    positions whose logits the losses need (the label positions; every position of a
+    ``full`` row)."""
 
     ids: list[list[int]]
     labels: list[list[tuple[int, int]]]
     owner: list[int]
+    read: list[list[int]]
 
     @classmethod
     def build(cls, tok, pairs: Sequence[tuple[str, str]], owner: Sequence[int] | None = None,
               *, full: bool = False, cache: dict | None = None) -> "TokenRows":
         """Rows of ``(prompt, target)`` pairs; ``full`` keeps the target's last token in
-        the row (for a KL over every position); ``cache`` (a dict kept by the caller for
-        one tokenizer) remembers token ids across calls."""
+        the row and reads every position (for a KL over the whole row); ``cache`` (a dict
+        kept by the caller for one tokenizer) remembers token ids across calls."""
         cache = {} if cache is None else cache
 
         def ids_of(kind: str, text: str) -> list[int]:
@@ -59,19 +62,28 @@ class TokenRows:
                 cache[key] = (prompt_ids if kind == "p" else target_ids)(tok, text)
             return cache[key]
 
-        ids, labels = [], []
+        ids, labels, read = [], [], []
         for prompt, target in pairs:
             p, t = ids_of("p", prompt), ids_of("t", target)
             ids.append(p + (t if full else t[:-1]))
             labels.append([(len(p) - 1 + k, tid) for k, tid in enumerate(t)])
-        return cls(ids, labels, list(range(len(pairs))) if owner is None else list(owner))
+            read.append(list(range(len(ids[-1]))) if full else [q for q, _ in labels[-1]])
+        return cls(ids, labels, list(range(len(pairs))) if owner is None else list(owner), read)
 
     def select(self, idx: Sequence[int]) -> "TokenRows":
         return TokenRows([self.ids[i] for i in idx], [self.labels[i] for i in idx],
-                         [self.owner[i] for i in idx])
+                         [self.owner[i] for i in idx], [self.read[i] for i in idx])
 
     def packed(self, h) -> Packed:
         return pack(self.ids, pad_id=h.tokenizer.pad_token_id, device=h.device)
+
+    def logit_positions(self, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(positions, mask)``, both ``(rows, k)``: each row's read positions, padded by
+        repeating its last one (mask 0), for ``trace(..., logit_positions=positions)``."""
+        k = max(len(r) for r in self.read)
+        pos = torch.tensor([r + [r[-1]] * (k - len(r)) for r in self.read], device=device)
+        mask = torch.tensor([[1] * len(r) + [0] * (k - len(r)) for r in self.read], device=device)
+        return pos, mask
 
 
 def token_weights(rows: TokenRows, batch_loss: str = "sum_of_means") -> list[list[float]]:
@@ -87,12 +99,18 @@ def token_weights(rows: TokenRows, batch_loss: str = "sum_of_means") -> list[lis
             for o, lab in zip(rows.owner, rows.labels)]
 
 
-def target_nll(logits: torch.Tensor, rows: TokenRows, weights: Sequence[Sequence[float]]
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weighted NLL sum, NLL of every label token in row order)."""
+def target_nll(logits: torch.Tensor, rows: TokenRows, weights: Sequence[Sequence[float]], *,
+               compact: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weighted NLL sum, NLL of every label token in row order). ``logits`` holds each
+    row's read positions (``(rows, k, vocab)``, :meth:`TokenRows.logit_positions`), or
+    every position with ``compact=False``."""
     dev = logits.device
     r = torch.tensor([i for i, lab in enumerate(rows.labels) for _ in lab], device=dev)
-    pos = torch.tensor([p for lab in rows.labels for p, _ in lab], device=dev)
+    if compact:
+        col = [rows.read[i].index(q) for i, lab in enumerate(rows.labels) for q, _ in lab]
+    else:
+        col = [q for lab in rows.labels for q, _ in lab]
+    pos = torch.tensor(col, device=dev)
     tid = torch.tensor([t for lab in rows.labels for _, t in lab], device=dev)
     w = torch.tensor([x for ws in weights for x in ws], device=dev)
     nll = -torch.log_softmax(logits[r, pos].float(), -1).gather(1, tid[:, None])[:, 0]
@@ -109,13 +127,12 @@ def per_edit_means(rows: TokenRows, nll: torch.Tensor) -> dict[int, float]:
     return {o: sum(v) / len(v) for o, v in sums.items()}
 
 
-def kl_divergence(pre: torch.Tensor, post: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over unmasked positions of KL(p_pre || p_post) of next-token distributions."""
+def kl_divergence(pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
+    """KL(p_pre || p_post) of the next-token distributions at every position (``(..., vocab)``
+    logits in, ``(...)`` out)."""
     lp_pre = torch.log_softmax(pre.float(), -1)
     lp_post = torch.log_softmax(post.float(), -1)
-    kl = (lp_pre.exp() * (lp_pre - lp_post)).sum(-1)
-    m = mask.to(kl.dtype)
-    return (kl * m).sum() / m.sum()
+    return (lp_pre.exp() * (lp_pre - lp_post)).sum(-1)
 
 
 @dataclass
@@ -152,8 +169,10 @@ def edit_factors(h, layers: Sequence[int], rows: TokenRows, *, batch_loss: str =
             positions = torch.arange(width, device=h.device).expand(b, width)
             zeros = [torch.zeros(b, width, h.hidden_size, dtype=h.dtype, device=h.device,
                                  requires_grad=True) for _ in layers]
+            lp, _ = sub.logit_positions(h.device)
             res = trace(h, batch.input_ids, attention_mask=batch.attention_mask, read=ins,
-                        add={s: Addition(positions, z) for s, z in zip(outs, zeros)}, grad=True)
+                        add={s: Addition(positions, z) for s, z in zip(outs, zeros)}, grad=True,
+                        logit_positions=lp)
             loss, nll = target_nll(res.logits, sub, [weights[i] for i in idx])
             grads = torch.autograd.grad(loss, zeros)
             total += float(loss.detach())
@@ -203,8 +222,11 @@ def updated_weights(h, updates: Mapping[int, Sequence[torch.Tensor]], group: tor
 
 
 def edited_logits(h, updates: Mapping[int, Sequence[torch.Tensor]], group: torch.Tensor,
-                  batch: Packed) -> torch.Tensor:
-    """Logits of ``batch`` under :func:`updated_weights` (differentiable in the updates)."""
-    with torch.enable_grad(), updated_weights(h, updates, group):
-        return h.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                       use_cache=False).logits
+                  rows: TokenRows) -> torch.Tensor:
+    """Logits at each row's read positions (``(rows, k, vocab)``) under
+    :func:`updated_weights` (differentiable in the updates)."""
+    batch = rows.packed(h)
+    lp, _ = rows.logit_positions(h.device)
+    with updated_weights(h, updates, group):
+        return trace(h, batch.input_ids, attention_mask=batch.attention_mask, grad=True,
+                     logit_positions=lp).logits

@@ -16,8 +16,8 @@ is ``cedit * NLL(new target | outer prompts) + cloc * KL(before || after)`` on l
 prompts; its gradient trains the network and, with their own optimiser (``lr_lr``), the
 step sizes. Gradients are clipped to ``grad_clip`` over all of them. The draws of a step
 run as one batch (each row sees its own draw's update through a hook, see
-:func:`~corredit.editors.mend.factors.updated_weights`), so a step costs three passes, not
-four per draw; the normalisation statistics take in the whole step's tokens before its
+:func:`~corredit.editors.mend.factors.updated_weights`), so a step costs four passes (the
+factors, the outer prompts, the locality prompts before and after), not four per draw; the normalisation statistics take in the whole step's tokens before its
 updates are formed (the reference adds them draw by draw), and a step whose gradient is
 not finite is skipped whole (the reference skips the draw).
 
@@ -48,6 +48,7 @@ from corredit.editors.mend.factors import (
 )
 from corredit.editors.mend.io import CHECKPOINT_FILE, load_checkpoint, save_checkpoint, save_network
 from corredit.editors.mend.network import MendConfig, MendNetwork
+from corredit.editors.values import frozen_parameters
 from corredit.models import trace
 from corredit.models.tracing import eval_mode
 
@@ -143,29 +144,23 @@ def edit_step(h, net: MendNetwork, draws: Sequence, *, batch_loss: str = "sum_of
         updates[layer] = [net.update(i, f.x[i][token_draw == g], f.delta[i][token_draw == g])
                           for g in range(len(draws))]
     outer = TokenRows.build(tok, outer_pairs, outer_owner, cache=token_cache)
-    loc = TokenRows.build(tok, loc_pairs, full=True, cache=token_cache)
-    rows = TokenRows(outer.ids + loc.ids, outer.labels + loc.labels,
-                     outer.owner + [-1] * len(loc.ids))
-    group = torch.tensor([edit_draw[o] for o in outer_owner] + loc_draw)
-    packed = rows.packed(h)
-    logits = edited_logits(h, updates, group, packed)
-    n_out = len(outer.ids)
+    loc = TokenRows.build(tok, loc_pairs, [-1] * len(loc_pairs), full=True, cache=token_cache)
+    logits = edited_logits(h, updates, torch.tensor([edit_draw[o] for o in outer_owner]), outer)
     tokens_of: dict[int, int] = {}
     for lab, o in zip(outer.labels, outer.owner):
         tokens_of[o] = tokens_of.get(o, 0) + len(lab)
     # each draw weighs 1/len(draws), each edit 1/(edits of its draw), each token 1/(its edit's)
     w_rows = [[1.0 / (len(draws) * edit_draw.count(edit_draw[o]) * tokens_of[o])] * len(lab)
               for lab, o in zip(outer.labels, outer.owner)]
-    l_edit, nll = target_nll(logits[:n_out], outer, w_rows)
-    loc_packed = loc.packed(h)
+    l_edit, nll = target_nll(logits, outer, w_rows)
+    packed = loc.packed(h)
+    lp, mask = loc.logit_positions(h.device)
     with torch.no_grad():
-        pre = trace(h, loc_packed.input_ids, attention_mask=loc_packed.attention_mask).logits
-    width = pre.shape[1]
-    post = logits[n_out:, :width]
-    lp_pre, lp_post = torch.log_softmax(pre.float(), -1), torch.log_softmax(post.float(), -1)
-    kl = (lp_pre.exp() * (lp_pre - lp_post)).sum(-1) * loc_packed.attention_mask
-    draw_loc = torch.tensor(loc_draw)
-    l_loc = sum(kl[draw_loc == g].sum() / loc_packed.attention_mask[draw_loc == g].sum()
+        pre = trace(h, packed.input_ids, attention_mask=packed.attention_mask, logit_positions=lp).logits
+    post = edited_logits(h, updates, torch.tensor(loc_draw), loc)
+    kl = kl_divergence(pre, post) * mask
+    draw_loc = torch.tensor(loc_draw, device=kl.device)
+    l_loc = sum(kl[draw_loc == g].sum() / mask[draw_loc == g].sum()
                 for g in range(len(draws))) / len(draws)
     return {"edit": l_edit, "loc": l_loc, "inner": torch.tensor(f.loss / len(inner_pairs)),
             "outer_nll": nll.detach(), "outer_rows": outer}
@@ -192,7 +187,8 @@ def validate(h, net: MendNetwork, examples: Sequence[MendExample], *, seed: int 
         kl.append(float(out["loc"]) * n)
         rows: TokenRows = out["outer_rows"]
         packed = rows.packed(h)
-        before = trace(h, packed.input_ids, attention_mask=packed.attention_mask).logits
+        before = trace(h, packed.input_ids, attention_mask=packed.attention_mask,
+                       logit_positions=rows.logit_positions(h.device)[0]).logits
         _, nll0 = target_nll(before, rows, token_weights(rows))
         nll_before += list(per_edit_means(rows, nll0).values())
         k = 0
@@ -256,7 +252,7 @@ def train_mend(h, examples: Sequence[MendExample], hp: MendTrainingHParams,
     token_cache: dict = {}
     t0 = time.perf_counter()
     try:
-        with eval_mode(h.model):
+        with eval_mode(h.model), frozen_parameters(h.model):
             for step in range(start, end):
                 draws = [sample_batch(examples, seed=seed, step=step, micro=micro,
                                       edits=hp.edits_per_step, paraphrases=hp.paraphrases)
@@ -290,7 +286,7 @@ def train_mend(h, examples: Sequence[MendExample], hp: MendTrainingHParams,
     finished = end >= hp.steps
     validation: dict[str, Any] = {}
     if finished:
-        with eval_mode(h.model):
+        with eval_mode(h.model), frozen_parameters(h.model):
             validation = validate(h, net, val_examples, seed=seed, batch_loss=hp.batch_loss)
         save_network(net, folder, meta={**meta, "steps": hp.steps, "seconds": round(seconds, 2),
                                         "validation": validation, "history_tail": history[-20:]})
