@@ -11,7 +11,7 @@ import torch
 
 from corredit.editors import check_editor, get_editor
 from corredit.editors.mend import (
-    MendConfig, MendNetwork, MendTrainingHParams, examples_from_requests, load_network,
+    MendConfig, MendNetwork, examples_from_requests, load_network,
     named_dir, network_config, resolve_network, sample_batch, save_network, split_examples,
     train_mend, training_hparams,
 )
@@ -311,3 +311,10 @@ def test_train_editor_command(tmp_path, capsys):
     assert doc["training"]["steps"] == 3 and doc["data"]["source"] == str(fx["edits"])
     assert main(["train-editor", "mend", "--model", str(fx["model"]), "--data", str(fx["edits"]),
                  "--out", str(out), "--set", "nonsense=1"]) == 2
+    known = tmp_path / "known"            # known facts (top-k over more tokens than the vocabulary)
+    assert main(["train-editor", "mend", "--model", str(fx["model"]), "--data", str(fx["edits"]),
+                 "--out", str(known), "--set", "steps=1", "--known", "top_k", "--known-k", "1000",
+                 "--max-edits", "5", "--no-progress"]) == 0
+    capsys.readouterr()
+    data = json.loads((known / META_FILE).read_text())["data"]
+    assert data["known"] == "top_k" and data["n_train"] + data["n_val"] == 5

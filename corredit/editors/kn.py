@@ -18,7 +18,12 @@ attribution (over all layers) are kept; with ``refine`` only those kept by more 
 ``p`` times the number of prompts (the rewrite prompt and up to ``n_prompts - 1``
 paraphrases) remain. Editing adds to each selected neuron's value vector (its column of
 ``W_out``) the new answer's word embedding and subtracts the old one's: ``scale`` times
-the embedding for a one-token answer, ``scale / 2`` times each token's for longer ones.
+the embedding for a one-token answer, ``scale / 2`` times each token's for longer ones;
+with ``activation_sign`` (corredit's default) the change is multiplied by the sign of the
+neuron's activation at the rewrite prompt's last token, so that it pushes toward the new
+answer also where the activation is negative (half of a gated MLP's neurons).
+The attribution runs each prompt's earlier tokens once (keys and values cached) and feeds
+only the last token for the ``L x steps`` scaled copies.
 
 Reference facts (EasyEdit's ``knowledge_neurons``): all layers; 20 steps; threshold 0.2;
 ``p`` 0.4 with ``refine`` off and the rewrite prompt only (``{"refine": false,
@@ -28,7 +33,9 @@ word embeddings, twice the embedding for a one-token answer and once per token
 otherwise. For answers of several tokens the reference extends the prompt by the model's
 greedy tokens while it scores the true ones (``continuation="argmax"``); corredit's
 default scores them teacher forced (``"target"``). ``embedding="output"`` uses the
-unembedding rows instead (the same vectors where the model ties them).
+unembedding rows instead (the same vectors where the model ties them). The reference's
+settings: ``{"refine": false, "n_prompts": 1, "continuation": "argmax",
+"activation_sign": false}``.
 
 Facts of a batch are attributed on the model as the call finds it; their changes add up.
 """

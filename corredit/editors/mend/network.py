@@ -26,6 +26,8 @@ mode scale 1 and shift 0, normalisation on, one transform shared per weight shap
 sizes starting at 1e-4. The reference adds ``lr_m * sum_t delta~_t x~_t^T`` and leaves the
 sign to training; corredit subtracts it, so a positive ``lr_m`` starts as a descent step.
 The running statistics follow Welford's updates (merged batch-wise here, in float64).
+The reference's variants without the joint transform (``combine`` off: one-sided,
+``x_only``, ``delta_only``) are not offered.
 """
 
 from __future__ import annotations
