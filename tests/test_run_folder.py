@@ -178,3 +178,15 @@ def test_health_texts_are_cleaned_as_named(tmp_path):
     assert read_texts(str(path), "heldout", "wikitext") == ["a 2-part arc, he said"]
     with pytest.raises(ValueError, match="unknown cleaner 'nope'"):
         read_texts(str(path), "heldout", "nope")
+
+
+def test_an_unknown_cleaner_is_a_config_error_before_anything_is_written(fx, tmp_path):
+    import dataclasses
+
+    cfg = _config(fx, tmp_path)
+    for section in ("stats", "health"):
+        bad = cfg.replace(**{section: dataclasses.replace(getattr(cfg, section), clean="nope")})
+        out = tmp_path / f"out-{section}"
+        with pytest.raises(ValueError, match=rf"{section}\.clean: unknown cleaner 'nope'"):
+            Runner(bad, out).run()
+        assert not (out / "config.json").exists()

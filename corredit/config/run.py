@@ -32,7 +32,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["RunConfig", "parse_config", "load_config", "as_config"]
+__all__ = ["RunConfig", "parse_config", "load_config", "as_config", "read_toml"]
 
 
 _SECTIONS: dict[str, type] = {
@@ -187,6 +187,12 @@ class RunConfig:
             known(emb.embedder, EMBEDDERS, f"embeddings[{i}].embedder", "embedder")
         for s in self.evaluate.suites:
             known(s, SUITES, "evaluate.suites", "suite")
+        from corredit.stats.corpus import CLEANERS
+
+        for key, clean in (("stats.clean", self.stats.clean), ("health.clean", self.health.clean)):
+            if clean is not None and clean not in CLEANERS:
+                raise ValueError(f"{key}: unknown cleaner {clean!r}; known: "
+                                 f"{', '.join(sorted(CLEANERS))}")
         from corredit.schedule import check_scheduler_params, needs_embeddings
 
         for s in self.scheduler_names():
@@ -231,14 +237,20 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
     Example: ``load_config("corredit/configs/demo.toml").trials()``.
     """
     p = Path(path)
+    return parse_config(read_toml(p, "config"), source=str(p), default_name=p.stem)
+
+
+def read_toml(path: str | os.PathLike[str], what: str = "config") -> dict[str, Any]:
+    """The table of the TOML file ``path``; a missing file or bad TOML is an error naming
+    the file (``what`` says which kind of file was expected)."""
+    p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such config file")
+        raise FileNotFoundError(f"{p}: no such {what} file")
     try:
         with open(p, "rb") as fh:
-            table = tomllib.load(fh)
+            return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{p}: invalid TOML: {exc}") from None
-    return parse_config(table, source=str(p), default_name=p.stem)
 
 
 def as_config(config: "RunConfig | Mapping[str, Any] | str | os.PathLike[str]") -> RunConfig:

@@ -72,22 +72,11 @@ def resolve_executor(config: ExecutorConfig, name: str | ExecutorConfig | None =
 def load_executor(path: str | os.PathLike[str]) -> ExecutorConfig:
     """The ``[executor]`` table of the TOML file ``path`` (a cluster's settings kept apart
     from the run's config); errors name the file and the key."""
-    import sys
-
+    from corredit.config.run import read_toml
     from corredit.config.tables import _Invalid, _section
 
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such executor file")
-    try:
-        with open(p, "rb") as fh:
-            table = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{p}: invalid TOML: {exc}") from None
+    table = read_toml(p, "executor")
     if set(table) != {"executor"}:
         raise ValueError(f"{p}: expected one [executor] table (and its [executor.ray] or "
                          f"[executor.slurm]), got keys {sorted(table)}")
