@@ -225,25 +225,12 @@ def test_family_runs_through_the_runner_in_every_mode(tmp_path):
     from corredit.config import load_config
     from corredit.models import load
     from corredit.runner import Runner
-    from tests.test_runner import make_fixture
+    from tests.test_runner import make_fixture, run_header
 
     fx = make_fixture(tmp_path / "world")
     tiny = "context_templates = [[5, 1]], v_weight_decay = 0.01, v_num_grad_steps = 4"
     run = tmp_path / "run.toml"
-    run.write_text(textwrap.dedent(f"""\
-        name = "family"
-        model = "{fx['model']}"
-        cache_dir = "{fx['cache']}"
-        progress = false
-        threads = 1
-        seeds = [0]
-
-        [data]
-        source = "{fx['edits']}"
-
-        [stats]
-        corpus = "{fx['texts']}"
-        max_tokens = 500
+    run.write_text(run_header(fx, "family") + textwrap.dedent(f"""\
 
         [schedule]
         schedulers = ["same_subject_together"]

@@ -296,20 +296,11 @@ def test_memory_editors_run_through_the_runner(tmp_path):
     from corredit.config import load_config
     from corredit.models import load
     from corredit.runner import Runner
-    from tests.test_runner import make_fixture
+    from tests.test_runner import make_fixture, run_header
 
     fx = make_fixture(tmp_path / "world")
     run = tmp_path / "run.toml"
-    run.write_text(textwrap.dedent(f"""\
-        name = "memory"
-        model = "{fx['model']}"
-        cache_dir = "{fx['cache']}"
-        progress = false
-        threads = 1
-        seeds = [0]
-
-        [data]
-        source = "{fx['edits']}"
+    run.write_text(run_header(fx, "memory", stats=False) + textwrap.dedent(f"""\
 
         [graph]
         enabled = false

@@ -219,24 +219,11 @@ def test_pmet_runs_through_corredit_run_in_batch_mode(tmp_path, capsys):
     import pandas as pd
 
     from corredit.cli import main
-    from tests.test_runner import make_fixture
+    from tests.test_runner import make_fixture, run_header
 
     fx = make_fixture(tmp_path / "world")
     run = tmp_path / "run.toml"
-    run.write_text(textwrap.dedent(f"""\
-        name = "pmet"
-        model = "{fx['model']}"
-        cache_dir = "{fx['cache']}"
-        progress = false
-        threads = 1
-        seeds = [0]
-
-        [data]
-        source = "{fx['edits']}"
-
-        [stats]
-        corpus = "{fx['texts']}"
-        max_tokens = 500
+    run.write_text(run_header(fx, "pmet") + textwrap.dedent(f"""\
 
         [schedule]
         schedulers = ["random"]

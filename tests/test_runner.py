@@ -65,6 +65,30 @@ def make_fixture(root: Path) -> dict[str, Path]:
             "cache": root / "cache"}
 
 
+def run_header(fx: dict[str, Path], name: str, *, stats: bool = True) -> str:
+    """The opening tables of a run file over the tiny fixture: name, model, cache, one
+    thread, seed 0, its edits and (with ``stats``) its statistics text."""
+    text = textwrap.dedent(f"""\
+        name = "{name}"
+        model = "{fx['model']}"
+        cache_dir = "{fx['cache']}"
+        progress = false
+        threads = 1
+        seeds = [0]
+
+        [data]
+        source = "{fx['edits']}"
+        """)
+    if stats:
+        text += textwrap.dedent(f"""\
+
+            [stats]
+            corpus = "{fx['texts']}"
+            max_tokens = 500
+            """)
+    return text
+
+
 def config_text(fx: dict[str, Path], *, extra_editors: str = "", schedulers=None,
                 batch_sizes=None, seeds=None, name: str = "tiny") -> str:
     """A run file over the tiny fixture: MEMIT (batch), ROME (sequential) and FT-L
