@@ -256,3 +256,43 @@ def test_family_runs_through_the_runner_in_every_mode(tmp_path):
     df = pd.read_parquet(folder.root / "results.parquet")
     assert {t.name for t in cfg.trials()} == set(df["trial"])
     assert {"emmet", "memit-merge", "alphaedit"} <= set(df["editor"])
+
+
+@pytest.mark.parametrize("mode, carried", [("batch", False), ("sequential-batch", True)])
+def test_alphaedit_state_is_reset_between_batches_of_a_batch_mode_trial(tmp_path, monkeypatch,
+                                                                         mode, carried):
+    """In batch mode every batch edits the unedited model, so AlphaEdit's accumulated keys
+    (C_hat) from an earlier batch must not constrain a later one; in sequential batches
+    they must."""
+    from corredit.config import load_config
+    from corredit.editors.alphaedit import AlphaEdit
+    from corredit.models import load
+    from corredit.runner import Runner
+    from tests.test_runner import make_fixture, run_header
+
+    seen: list[float] = []
+    solve = AlphaEdit._solve
+
+    def spy(self, h, hp, layer, change, keys, cov):
+        st = self.state_for(h).get(layer)
+        seen.append(0.0 if st is None else float(st["c_hat"].abs().sum()))
+        return solve(self, h, hp, layer, change, keys, cov)
+
+    monkeypatch.setattr(AlphaEdit, "_solve", spy)
+    fx = make_fixture(tmp_path / "world")
+    tiny = "context_templates = [[5, 1]], v_weight_decay = 0.01, v_num_grad_steps = 2"
+    run = tmp_path / "run.toml"
+    run.write_text(run_header(fx, "alpha") + textwrap.dedent(f"""\
+
+        [schedule]
+        schedulers = ["random"]
+        batch_sizes = [3]
+
+        [[editors]]
+        name = "alphaedit"
+        mode = "{mode}"
+        hparams = {{ layers = [0], nullspace_energy = 0.2, l2_weight = 0.01, {tiny} }}
+        """), encoding="utf-8")
+    Runner(load_config(run), tmp_path / "out", handle=load(fx["model"])).run()
+    assert len(seen) >= 2 and seen[0] == 0.0
+    assert any(c > 0 for c in seen[1:]) == carried
