@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from corredit.editors import RomeHParams, ValueOptimizer, units_from_requests
-from corredit.editors.value_passes import FullPasses, PrefixPasses, prefix_cache_bytes
+from corredit.editors.value_passes import FullPasses, PrefixPasses, prefix_cache_bytes, vocab_size
 from corredit.models import Site
 from corredit.models.testing import TINY_ARCHITECTURES, tiny_model
 from corredit.types import EditRequest
@@ -118,3 +118,32 @@ def test_prefix_passes_logits_match_full_passes():
         k = len(rows.tgt[i]) if rows.kind[i] == 0 else 1       # the slots the loss reads
         torch.testing.assert_close(got[i][0][:k], want[i][0][:k], rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(got[i][1], want[i][1], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_batches_hold_rows_of_one_slot_count_within_the_logit_budget(incremental):
+    """No logits are computed for padding slots, a batch's logits stay within the budget,
+    and the budget changes no number."""
+    h = tiny_model("LlamaForCausalLM", seed=1, tokenizer="bos")
+    h.model.double()
+    reqs = [*REQUESTS, EditRequest("5", "Toko Yasuda", "P27", "{} is a citizen of",
+                                   "the United Kingdom of Great Britain", "Japan")]
+    units = units_from_requests(reqs, TEMPLATES)
+    site = Site("mlp_out", 1, "output")
+    opt = ValueOptimizer(h, [site], HP, incremental=incremental)
+    rows = opt._rows(units)
+    slots = {rows.slots(i) for i in range(len(rows.ids))}
+    assert len(slots) >= 3                         # KL rows, and targets of several lengths
+    engine = PrefixPasses if incremental else FullPasses
+    budget = 3 * max(slots) * vocab_size(h)        # three rows of the longest target
+    passes = engine(h, [site], rows, max_batch_tokens=10_000, max_logit_elements=budget)
+    batches = passes.chunks(range(len(rows.ids)))
+    assert sorted(i for b in batches for i in b) == list(range(len(rows.ids)))
+    for b in batches:
+        k = {rows.slots(i) for i in b}
+        assert len(k) == 1 and len(b) * k.pop() * vocab_size(h) <= budget
+        logits, _ = passes.forward(b, None)
+        assert logits.shape[:2] == (len(b), rows.slots(b[0]))
+    small = ValueOptimizer(h, [site], HP, incremental=incremental,
+                           max_logit_elements=vocab_size(h)).optimize(units)   # one row a batch
+    _assert_same(opt.optimize(units), small, rel=1e-9)

@@ -12,7 +12,9 @@ Targets ``z_i = h_i + delta_i`` at the residual stream after the last layer; for
 model, ``R = (Z - H) / (L - j)`` and ``dW = R K^T (lam C + K K^T)^-1`` (float64).
 Subclasses of the family (EMMET, AlphaEdit, MEMIT-Merge) reuse this loop through three
 hooks: :meth:`MEMIT._units` (the value units and the requests whose keys are read, one
-per unit), :meth:`MEMIT._solve` (one layer's update) and :meth:`MEMIT._after_batch`.
+per unit), :meth:`MEMIT._solve` (one layer's update) and :meth:`MEMIT._after_batch`;
+PMET changes where the targets live (:meth:`MEMIT._value_sites`, :meth:`MEMIT._target_site`,
+:meth:`MEMIT._spread`, :meth:`MEMIT._change`).
 Where a norm follows the MLP (Gemma-3's ``post_feedforward_layernorm``), each layer's
 residual target is mapped through it first (:mod:`corredit.editors.post_norm`;
 ``post_norm_targets = false`` turns that off). ``mom2_precision="float32"`` rounds ``C`` to float32 before that solve, as the reference
@@ -65,13 +67,55 @@ class MEMIT(Editor):
         edited model); returns extra diagnostics."""
         return {}
 
-    def _precompute(self, h, requests: list, hp: MemitHParams, *, stats, seed: int) -> ValueResult:
-        """Target vectors of the requests, optimised jointly on the current model."""
+    # -- where the targets live (PMET overrides these) ------------------------------------
+    #: Index of the written vector in ``ValueResult.delta[:, site]``.
+    target_index = 0
+
+    def _value_sites(self, hp: MemitHParams) -> list:
+        """Sites whose vectors the value optimisation finds (the residual stream after
+        the last layer)."""
         from corredit.models import Site
 
+        return [Site("block", hp.layers[-1], "output")]
+
+    def _value_rule(self, hp: MemitHParams):
+        """The value loss's adaptive NLL rule (None: MEMIT's fixed loss)."""
+        return None
+
+    def _target_site(self, hp: MemitHParams):
+        """Where the target ``z`` is compared with the partially edited model."""
+        from corredit.models import Site
+
+        return Site("block", hp.layers[-1], "output")
+
+    def _spread(self, j: int, n_layers: int) -> float:
+        """Divisor of the remaining residual at the ``j``-th of ``n_layers`` layers."""
+        return float(n_layers - j)
+
+    def _change(self, h, hp: MemitHParams, layer: int, resid: torch.Tensor,
+                reader: KeyReader) -> torch.Tensor:
+        """The MLP output change that delivers ``resid``: mapped through a norm that
+        follows the MLP (Gemma-3), else ``resid`` itself."""
+        from corredit.models import Site
+
+        norm = h.adapter.post_norm_module(h.model, layer) if hp.post_norm_targets else None
+        if norm is None:
+            return resid
+        m_site = Site("mlp_out", layer, "output")
+        m = reader.bare(reader.read([m_site])[m_site])
+        return mlp_output_change(norm, m, resid.to(m.device)).to(resid.device)
+
+    def _value_diagnostics(self, vres: ValueResult) -> dict[str, Any]:
+        """Diagnostics of the optimised values beyond :meth:`ValueResult.diagnostics`
+        (which an override may also replace, e.g. ``delta_norm``)."""
+        return {}
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _precompute(self, h, requests: list, hp: MemitHParams, *, stats, seed: int) -> ValueResult:
+        """Target vectors of the requests, optimised jointly on the current model."""
         units, _ = self._units(h, requests, hp, seed)
-        opt = ValueOptimizer(h, [Site("block", hp.layers[-1], "output")], hp,
-                             max_batch_tokens=self.max_batch_tokens)
+        opt = ValueOptimizer(h, self._value_sites(hp), hp, max_batch_tokens=self.max_batch_tokens,
+                             adaptive=self._value_rule(hp))
         return opt.optimize(units)
 
     def _edit(self, h, requests: list, hp: MemitHParams, *, stats, seed: int,
@@ -79,31 +123,30 @@ class MEMIT(Editor):
         from corredit.models import Site
 
         layers = list(hp.layers)
-        last = layers[-1]
         covs = second_moment_matrices(stats, h, layers, editor=self.name,
                                       precision=hp.mom2_precision)
         vres = precomputed if precomputed is not None else self._precompute(
             h, requests, hp, stats=stats, seed=seed)
+        n_sites = len(self._value_sites(hp))
+        if vres.delta.shape[1] != n_sites:
+            raise ValueError(f"{self.name}: precomputed values hold {vres.delta.shape[1]} "
+                             f"vector(s) per case where this editor optimises {n_sites} "
+                             f"(precompute them with this editor)")
         groups = self._groups(h, hp, seed)
         _, key_requests = self._units(h, requests, hp, seed)
-        z = (vres.v0[:, 0] + vres.delta[:, 0]).to(torch.float64)          # (n, d)
+        t = self.target_index
+        z = (vres.v0[:, t] + vres.delta[:, t]).to(torch.float64)          # (n, d)
         reader = KeyReader(h, key_requests, groups, max_batch_tokens=self.max_batch_tokens)
-        h_site = Site("block", last, "output")
+        out_site = self._target_site(hp)
         dtype = next(h.model.parameters()).dtype
         layer_updates = []
         for j, layer in enumerate(layers):
             k_site = Site("mlp_out", layer, "input")
-            vals = reader.read([k_site, h_site])
+            vals = reader.read([k_site, out_site])
             keys = reader.average(vals[k_site], hp.key_averaging)         # (n, d_k)
-            hidden = reader.bare(vals[h_site])                            # (n, d)
-            zz = z.to(hidden.device)
-            resid = (zz - hidden) / (len(layers) - j)
-            change = resid
-            norm = h.adapter.post_norm_module(h.model, layer) if hp.post_norm_targets else None
-            if norm is not None:          # a norm follows the MLP: aim its output, not the sum
-                m_site = Site("mlp_out", layer, "output")
-                m = reader.bare(reader.read([m_site])[m_site])
-                change = mlp_output_change(norm, m, resid.to(m.device)).to(resid.device)
+            current = reader.bare(vals[out_site])                         # (n, d)
+            resid = (z.to(current.device) - current) / self._spread(j, len(layers))
+            change = self._change(h, hp, layer, resid, reader)
             d_w, info = self._solve(h, hp, layer, change, keys, covs[layer])
             h.adapter.add_to_mlp_out_weight(h.model, layer, d_w.to(dtype))
             layer_updates.append({
@@ -114,13 +157,15 @@ class MEMIT(Editor):
                 "resid_norm": resid.norm(dim=1).cpu().tolist(),
                 **info,
             })
-        final = reader.bare(reader.read([h_site])[h_site])
-        miss = (z.to(final.device) - final).norm(dim=1) / vres.delta[:, 0].double().norm(dim=1).clamp(min=1e-30).to(final.device)
+        final = reader.bare(reader.read([out_site])[out_site])
+        scale = vres.delta[:, t].double().norm(dim=1).clamp(min=1e-30).to(final.device)
+        miss = (z.to(final.device) - final).norm(dim=1) / scale
         diag = vres.diagnostics()
+        diag.update(self._value_diagnostics(vres))
         diag.update(
             layers=layers,
             targets=z.cpu(),
-            target_miss=miss.cpu().tolist(),          # ||z - h_final|| / ||delta|| per fact
+            target_miss=miss.cpu().tolist(),          # ||z - current|| / ||delta|| per fact
             layer_updates=layer_updates,
             templates=list(flatten_groups(groups)),
         )

@@ -23,7 +23,8 @@ MLP outputs ``M`` of ``l_L`` are read on the partially edited model,
 
     R = (Z - M) / sqrt(L - j),     dW = R K^T (lam C + K K^T)^-1      (float64)
 
-and applied before the next layer (MEMIT's solve, :meth:`MEMIT._solve`). The attention
+and applied before the next layer (MEMIT's loop and solve, with PMET's sites and spreading
+as its hooks). The attention
 vector only shapes the optimisation; no attention weight changes. The targets sit before
 any norm that follows the MLP, so ``post_norm_targets`` plays no part.
 """
@@ -33,15 +34,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
-
 from corredit.editors.base import register_editor
-from corredit.editors.covariance import second_moment_matrices
 from corredit.editors.hparams import PmetHParams
-from corredit.editors.keys import KeyReader
 from corredit.editors.memit import MEMIT
-from corredit.editors.templates import flatten_groups
-from corredit.editors.values import AdaptiveNll, ValueOptimizer, ValueResult
+from corredit.editors.values import AdaptiveNll, ValueResult
 
 __all__ = ["PMET", "ATTN", "MLP"]
 
@@ -60,69 +56,35 @@ class PMET(MEMIT):
     """Precise model editing in a transformer; see the module docstring."""
 
     hparams_class = PmetHParams
+    target_index = MLP
 
-    def _precompute(self, h, requests: list, hp: PmetHParams, *, stats, seed: int) -> ValueResult:
-        """Attention and MLP vectors of the requests, optimised jointly on the current model."""
-        units, _ = self._units(h, requests, hp, seed)
-        rule = AdaptiveNll(nll_factor=hp.nll_loss_factor, top_factor=hp.top_nll_factor,
-                           kl_stop=hp.kl_stop)
-        opt = ValueOptimizer(h, _value_sites(hp.layers[-1]), hp,
-                             max_batch_tokens=self.max_batch_tokens, adaptive=rule)
-        return opt.optimize(units)
-
-    def _edit(self, h, requests: list, hp: PmetHParams, *, stats, seed: int,
-              precomputed: ValueResult | None = None) -> dict[str, Any]:
+    def _value_sites(self, hp: PmetHParams) -> list:
         from corredit.models import Site
 
-        layers = list(hp.layers)
-        covs = second_moment_matrices(stats, h, layers, editor=self.name,
-                                      precision=hp.mom2_precision)
-        vres = precomputed if precomputed is not None else self._precompute(
-            h, requests, hp, stats=stats, seed=seed)
-        if vres.delta.shape[1] != 2:
-            raise ValueError(f"{self.name}: precomputed values hold {vres.delta.shape[1]} "
-                             f"vector(s) per case; PMET needs its attention and MLP vectors "
-                             f"(precompute them with this editor)")
-        groups = self._groups(h, hp, seed)
-        _, key_requests = self._units(h, requests, hp, seed)
-        z = (vres.v0[:, MLP] + vres.delta[:, MLP]).to(torch.float64)       # (n, d)
-        reader = KeyReader(h, key_requests, groups, max_batch_tokens=self.max_batch_tokens)
-        m_site = Site("mlp_out", layers[-1], "output")
-        dtype = next(h.model.parameters()).dtype
-        layer_updates = []
-        for j, layer in enumerate(layers):
-            k_site = Site("mlp_out", layer, "input")
-            vals = reader.read([k_site, m_site])
-            keys = reader.average(vals[k_site], hp.key_averaging)         # (n, d_k)
-            current = reader.bare(vals[m_site])                           # (n, d)
-            resid = (z.to(current.device) - current) / math.sqrt(len(layers) - j)
-            d_w, info = self._solve(h, hp, layer, resid, keys, covs[layer])
-            h.adapter.add_to_mlp_out_weight(h.model, layer, d_w.to(dtype))
-            layer_updates.append({
-                "layer": layer,
-                "keys": keys.cpu(),
-                "resid": resid.cpu(),
-                "change": resid.cpu(),
-                "resid_norm": resid.norm(dim=1).cpu().tolist(),
-                **info,
-            })
-        final = reader.bare(reader.read([m_site])[m_site])
-        scale = vres.delta[:, MLP].double().norm(dim=1).clamp(min=1e-30).to(final.device)
-        miss = (z.to(final.device) - final).norm(dim=1) / scale
-        diag = vres.diagnostics()
+        return [Site("attn_out", hp.layers[-1], "output"), Site("mlp_out", hp.layers[-1], "output")]
+
+    def _value_rule(self, hp: PmetHParams) -> AdaptiveNll:
+        return AdaptiveNll(nll_factor=hp.nll_loss_factor, top_factor=hp.top_nll_factor,
+                           kl_stop=hp.kl_stop)
+
+    def _target_site(self, hp: PmetHParams):
+        from corredit.models import Site
+
+        return Site("mlp_out", hp.layers[-1], "output")
+
+    def _spread(self, j: int, n_layers: int) -> float:
+        return math.sqrt(n_layers - j)
+
+    def _change(self, h, hp, layer, resid, reader):
+        return resid                     # the targets sit before any norm after the MLP
+
+    def _value_diagnostics(self, vres: ValueResult) -> dict[str, Any]:
         norms = vres.delta.double().norm(dim=-1)                          # (n, 2)
         v0_norms = vres.v0.double().norm(dim=-1)
-        diag.update(
+        return dict(
             delta_norm=norms[:, MLP].tolist(),
             v0_norm=v0_norms[:, MLP].tolist(),
             attn_delta_norm=norms[:, ATTN].tolist(),
             attn_v0_norm=v0_norms[:, ATTN].tolist(),
             v_nll_weight=vres.nll_weight.tolist(),
-            layers=layers,
-            targets=z.cpu(),
-            target_miss=miss.cpu().tolist(),          # ||z - m_final|| / ||d|| per fact
-            layer_updates=layer_updates,
-            templates=list(flatten_groups(groups)),
         )
-        diag.update(self._after_batch(h, hp, reader))
-        return diag

@@ -98,17 +98,20 @@ def target_logprobs(h, prompts: Sequence[str], targets: Sequence[str], *,
     return torch.stack(out).cpu()
 
 
-def token_chunks(lengths: Sequence[int], max_tokens: int, *, max_padding: float = 0.25) -> list[list[int]]:
+def token_chunks(lengths: Sequence[int], max_tokens: int, *, max_padding: float = 0.25,
+                 max_rows: int | None = None) -> list[list[int]]:
     """Split row indices, sorted by length, into chunks whose padded size (rows x longest
-    row) stays within ``max_tokens`` and whose padding stays under ``max_padding`` of the
-    padded size (a chunk holds at least one row)."""
+    row) stays within ``max_tokens``, whose padding stays under ``max_padding`` of the
+    padded size and (with ``max_rows``) that hold at most that many rows (a chunk holds at
+    least one row)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     chunks: list[list[int]] = []
     cur: list[int] = []
     real = 0
     for i in order:
         n, width = len(cur) + 1, lengths[i]          # ascending: the new row is the longest
-        if cur and (n * width > max_tokens or (n * width - real - width) > max_padding * n * width):
+        if cur and (n * width > max_tokens or (n * width - real - width) > max_padding * n * width
+                    or (max_rows is not None and n > max_rows)):
             chunks.append(cur)
             cur, real = [], 0
         cur.append(i)

@@ -19,8 +19,12 @@ and their suffixes right-padded; the attention mask hides the padding and explic
 position ids keep every token at its own position, so column offsets agree with position
 offsets (what sliding-window attention measures). A KL row needs the logits of its first
 suffix token only and is cut there. Both classes return the logits at each row's
-``logit_pos`` (compact, ``(batch, k, vocab)``) and, with ``read``, the sites' values at
-the vector's position.
+``logit_pos`` (compact, ``(batch, k, vocab)``, ``k`` the most slots of a row in the batch)
+and, with ``read``, the sites' values at the vector's position.
+
+A batch holds rows with the same number of logit slots (so no logits are computed for
+padding) and at most ``max_logit_elements`` logits: with a large vocabulary (Gemma-3's
+262k words) the logits, not the blocks, set a step's memory.
 """
 
 from __future__ import annotations
@@ -33,7 +37,10 @@ import torch
 from corredit.editors.sequences import pack, prompt_ids, subject_position, target_ids, token_chunks
 
 __all__ = ["ValueRows", "FullPasses", "PrefixPasses", "backward_layers", "prefix_cache_bytes",
-           "kv_width", "build_rows", "logit_positions"]
+           "kv_width", "build_rows", "logit_positions", "row_chunks", "vocab_size", "MAX_LOGIT_ELEMENTS"]
+
+#: Default cap on the logits of one batch (rows x slots x vocabulary): 256 MiB in float32.
+MAX_LOGIT_ELEMENTS = 1 << 26
 
 
 @dataclass
@@ -54,6 +61,10 @@ class ValueRows:
     def end(self, i: int) -> int:
         """Tokens of row ``i`` that the loss depends on (a KL row ends at its vector)."""
         return self.pos[i] + 1 if self.kind[i] == 1 else len(self.ids[i])
+
+    def slots(self, i: int) -> int:
+        """Positions of row ``i`` whose logits the loss reads (see :func:`logit_positions`)."""
+        return len(self.tgt[i]) if self.kind[i] == 0 else 1
 
 
 def build_rows(tok, units: Sequence, *, logits: bool = True) -> ValueRows:
@@ -101,9 +112,38 @@ def logit_positions(rows: ValueRows) -> torch.Tensor:
     width = max([len(t) for t in rows.tgt] + [1])
     out = torch.zeros(len(rows.ids), width, dtype=torch.long)
     for i, start in enumerate(rows.tgt_start):
-        n = len(rows.tgt[i]) if rows.kind[i] == 0 else 1
+        n = rows.slots(i)
         out[i, :n] = torch.arange(start, start + n)
     return out
+
+
+def row_chunks(rows: ValueRows, idx: Sequence[int], lengths: Sequence[int], *, max_tokens: int,
+               max_logit_elements: int, vocab: int) -> list[list[int]]:
+    """Rows ``idx`` (with their token ``lengths``) split into batches of rows with the same
+    number of logit slots, each within ``max_tokens`` padded tokens (see
+    :func:`~corredit.editors.sequences.token_chunks`) and ``max_logit_elements`` logits."""
+    groups: dict[int, list[int]] = {}
+    for j, i in enumerate(idx):
+        groups.setdefault(rows.slots(i), []).append(j)
+    out = []
+    for k in sorted(groups):
+        members = groups[k]
+        cap = max(1, int(max_logit_elements) // (k * max(1, int(vocab))))
+        for c in token_chunks([lengths[j] for j in members], max_tokens, max_rows=cap):
+            out.append([idx[members[m]] for m in c])
+    return out
+
+
+def vocab_size(h) -> int:
+    """Rows of the model's unembedding (the width of its logits)."""
+    mod = h.adapter.module(h.model, "unembed")
+    return int(getattr(mod, "out_features", None) or mod.weight.shape[0])
+
+
+def _slot_cut(rows: ValueRows, idx: list[int]) -> torch.Tensor:
+    """``logit_pos`` of rows ``idx``, cut to the most slots any of them needs."""
+    k = max(rows.slots(i) for i in idx)
+    return rows.logit_pos[torch.tensor(idx, dtype=torch.long), :k]
 
 
 def backward_layers(h, sites: Sequence) -> int:
@@ -114,17 +154,24 @@ def backward_layers(h, sites: Sequence) -> int:
 class FullPasses:
     """Every step runs each row whole, right-padded (the reference procedure)."""
 
-    def __init__(self, h, sites: Sequence, rows: ValueRows, *, max_batch_tokens: int) -> None:
+    def __init__(self, h, sites: Sequence, rows: ValueRows, *, max_batch_tokens: int,
+                 max_logit_elements: int = MAX_LOGIT_ELEMENTS) -> None:
         self.h, self.sites, self.rows = h, tuple(sites), rows
         self.max_batch_tokens = int(max_batch_tokens)
+        self.max_logit_elements = int(max_logit_elements)
+        self.vocab = vocab_size(h)
         self.model_dtype = next(h.model.parameters()).dtype
         self.work = {"forward": 0, "backward": 0}
         self._bwd_layers = backward_layers(h, self.sites)
 
     def chunks(self, live: Sequence[int]) -> list[list[int]]:
         """Row indices of ``live``, split into the batches of one step."""
-        lengths = [len(self.rows.ids[i]) for i in live]
-        return [[live[c] for c in idx] for idx in token_chunks(lengths, self.max_batch_tokens)]
+        live = list(live)
+        return self._split(live, [len(self.rows.ids[i]) for i in live])
+
+    def _split(self, idx: list[int], lengths: list[int]) -> list[list[int]]:
+        return row_chunks(self.rows, idx, lengths, max_tokens=self.max_batch_tokens,
+                          max_logit_elements=self.max_logit_elements, vocab=self.vocab)
 
     def _additions(self, idx: list[int], vectors: torch.Tensor | None, positions: torch.Tensor):
         from corredit.models import Addition
@@ -152,7 +199,7 @@ class FullPasses:
         pos = torch.tensor([rows.pos[i] for i in idx], dtype=torch.long, device=batch.input_ids.device)
         res = trace(self.h, batch.input_ids, attention_mask=batch.attention_mask,
                     read=list(self.sites) if read else [], add=self._additions(idx, vectors, pos),
-                    grad=grad, logit_positions=rows.logit_pos[torch.tensor(idx, dtype=torch.long)])
+                    grad=grad, logit_positions=_slot_cut(rows, idx))
         self._count(batch.input_ids.numel(), grad)
         values = None
         if read:
@@ -177,10 +224,12 @@ class PrefixPasses(FullPasses):
     keys and values (see module docstring). Chunks are fixed at construction; a step's
     batch is the live rows of one chunk."""
 
-    def __init__(self, h, sites: Sequence, rows: ValueRows, *, max_batch_tokens: int) -> None:
-        super().__init__(h, sites, rows, max_batch_tokens=max_batch_tokens)
+    def __init__(self, h, sites: Sequence, rows: ValueRows, *, max_batch_tokens: int,
+                 max_logit_elements: int = MAX_LOGIT_ELEMENTS) -> None:
+        super().__init__(h, sites, rows, max_batch_tokens=max_batch_tokens,
+                         max_logit_elements=max_logit_elements)
         suffix = [rows.end(i) - rows.pos[i] for i in range(len(rows.ids))]
-        self._chunks = [self._build(c) for c in token_chunks(suffix, self.max_batch_tokens)]
+        self._chunks = [self._build(c) for c in self._split(list(range(len(rows.ids))), suffix)]
         self._where = {i: (c, j) for c, ch in enumerate(self._chunks) for j, i in enumerate(ch.rows)}
 
     def chunks(self, live: Sequence[int]) -> list[list[int]]:
@@ -259,7 +308,7 @@ class PrefixPasses(FullPasses):
         rows = self.rows
         zero = torch.zeros(len(idx), dtype=torch.long, device=ids.device)
         start = torch.tensor([rows.pos[i] for i in idx], dtype=torch.long)
-        logit_pos = (rows.logit_pos[torch.tensor(idx, dtype=torch.long)] - start[:, None]).clamp(min=0)
+        logit_pos = (_slot_cut(rows, idx) - start[:, None]).clamp(min=0)
         res = trace(self.h, ids, attention_mask=torch.cat([pre_mask, mask], 1), position_ids=position,
                     cache=cache, read=list(self.sites) if read else [],
                     add=self._additions(idx, vectors, zero), grad=grad, logit_positions=logit_pos)

@@ -29,7 +29,7 @@ before each sequence's vector position run once, and every step runs only the re
 the sequence on their cached attention keys and values; ``incremental=False`` runs the
 whole sequences at every step (the reference, same results up to floating-point order).
 The cached prefixes of one call are kept under ``max_cache_bytes`` by optimising the units
-in groups. ``opt.work`` counts the token-layers computed (forward, and backward through
+in groups, and one batch's logits under ``max_logit_elements``. ``opt.work`` counts the token-layers computed (forward, and backward through
 the blocks above the lowest site).
 """
 
@@ -42,8 +42,8 @@ from typing import Iterator, Sequence
 import torch
 
 from corredit.editors.keys import fill_template
-from corredit.editors.value_passes import (FullPasses, PrefixPasses, ValueRows, build_rows,
-                                           prefix_cache_bytes)
+from corredit.editors.value_passes import (MAX_LOGIT_ELEMENTS, FullPasses, PrefixPasses,
+                                           ValueRows, build_rows, prefix_cache_bytes)
 
 __all__ = ["ValueUnit", "ValueResult", "ValueOptimizer", "MaskedAdam", "AdaptiveNll",
            "units_from_requests", "frozen_parameters"]
@@ -182,7 +182,8 @@ class ValueOptimizer:
 
     def __init__(self, h, sites: Sequence, hp, *, max_batch_tokens: int = 16384,
                  incremental: bool = True, max_cache_bytes: int = 2 << 30,
-                 adaptive: AdaptiveNll | None = None) -> None:
+                 adaptive: AdaptiveNll | None = None,
+                 max_logit_elements: int = MAX_LOGIT_ELEMENTS) -> None:
         if not sites:
             raise ValueError("ValueOptimizer needs at least one site")
         self.h = h
@@ -191,6 +192,7 @@ class ValueOptimizer:
         self.max_batch_tokens = int(max_batch_tokens)
         self.incremental = bool(incremental)
         self.max_cache_bytes = int(max_cache_bytes)
+        self.max_logit_elements = int(max_logit_elements)
         self.adaptive = adaptive
         self.model_dtype = next(h.model.parameters()).dtype
         self.dtype = torch.float64 if self.model_dtype == torch.float64 else torch.float32
@@ -279,7 +281,8 @@ class ValueOptimizer:
         kl_rows = [i for i, k in enumerate(rows.kind) if k == 1]
         kl_slot = {i: s for s, i in enumerate(kl_rows)}
         engine = PrefixPasses if self.incremental else FullPasses
-        passes = engine(self.h, self.sites, rows, max_batch_tokens=self.max_batch_tokens)
+        passes = engine(self.h, self.sites, rows, max_batch_tokens=self.max_batch_tokens,
+                        max_logit_elements=self.max_logit_elements)
         n_nll = rows.n_nll.to(torch.float64).to(dev)
         n_kl = rows.n_kl.to(torch.float64).clamp(min=1).to(dev)
 
