@@ -5,6 +5,7 @@ Usage::
     python analysis/bench_editing.py                        # the embedded world model
     python analysis/bench_editing.py --model smollm2-135m --threads 2
     python analysis/bench_editing.py --n-edits 32 --stats-tokens 20000
+    python analysis/bench_editing.py --model smollm2-135m --threads 2 --sections edits
 
 Prints figures as it goes; the last line is one JSON object. Every ratio is measured side
 by side in one run:
@@ -20,6 +21,9 @@ by side in one run:
   forward pass over the same tokens to the same top layer;
 * :func:`corredit.evaluate.score_targets` over the edits' prompts;
 * seconds per edit of FT-L, ROME (facts applied one after another) and MEMIT (one batch).
+
+``--sections`` runs some of them (``values``, ``stats``, ``scoring``, ``edits``); the JSON
+then holds the figures of those only.
 
 The world model's edits are drawn from its world; other models (any name
 :func:`corredit.models.load` accepts) edit CounterFact records from the shared data
@@ -37,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+SECTIONS = ("values", "stats", "scoring", "edits")
 SHARED_DATA = Path(os.environ.get("CORREDIT_SHARED_DATA",
                                   Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
@@ -168,7 +173,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="what to measure (default: everything)")
     args = parser.parse_args(argv)
+    run = set(args.sections)
 
     import torch
 
@@ -183,56 +191,55 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(f"model {h.name}: {h.n_layers} layers, d={h.hidden_size}, d_k={h.key_size}; "
           f"{len(reqs)} edits; torch threads {torch.get_num_threads()}")
 
-    # -- value optimisation: full recomputation vs incremental; loop vs joint ------------
+    result: dict = {"model": h.name, "n_edits": len(reqs)}
     rome, memit = get_editor("rome")(), get_editor("memit")()
     rhp, mhp = rome.hparams_for(h), memit.hparams_for(h)
-    paths = _value_paths(h, rome, rhp, reqs, Site("mlp_out", rhp.layer, "output"), args.seed)
-    loop = _loop_vs_joint(h, memit, mhp, reqs, args.seed)
-    ref = MemitHParams()
-    ref_loop = _loop_vs_joint(h, memit, mhp.replace(context_prompts=ref.context_prompts,
-                                                    context_templates=ref.context_templates),
-                              reqs, args.seed)
+
+    # -- value optimisation: full recomputation vs incremental; loop vs joint ------------
+    if "values" in run:
+        result.update(_value_paths(h, rome, rhp, reqs, Site("mlp_out", rhp.layer, "output"), args.seed))
+        result["value_loop"] = _loop_vs_joint(h, memit, mhp, reqs, args.seed)
+        ref = MemitHParams()
+        result["reference_templates"] = _loop_vs_joint(
+            h, memit, mhp.replace(context_prompts=ref.context_prompts,
+                                  context_templates=ref.context_templates), reqs, args.seed)
 
     # -- statistics vs bare forward (same pre-tokenized batches, best of two) ---------
-    layers = list(mhp.layers)
-    thr = {p: measure_throughput(h, layers, corpus, max_tokens=args.stats_tokens, repeats=2,
-                                 precision=p) for p in ("mixed", "float64")}
-    for p, t in thr.items():
-        print(f"second moments at layers {layers} ({p}): {t['stats_tokens_per_s']:.0f} tokens/s; bare "
-              f"forward to layer {max(layers)}: {t['forward_tokens_per_s']:.0f} tokens/s "
-              f"(ratio {t['ratio']:.2f}, {int(t['tokens'])} tokens)")
+    if "stats" in run:
+        layers = list(mhp.layers)
+        thr = {p: measure_throughput(h, layers, corpus, max_tokens=args.stats_tokens, repeats=2,
+                                     precision=p) for p in ("mixed", "float64")}
+        for p, t in thr.items():
+            print(f"second moments at layers {layers} ({p}): {t['stats_tokens_per_s']:.0f} tokens/s; "
+                  f"bare forward to layer {max(layers)}: {t['forward_tokens_per_s']:.0f} tokens/s "
+                  f"(ratio {t['ratio']:.2f}, {int(t['tokens'])} tokens)")
+        mixed, f64 = thr["mixed"], thr["float64"]
+        result.update({
+            "stats_precision": "mixed",
+            "stats_tokens_per_s": round(mixed["stats_tokens_per_s"], 1),
+            "forward_tokens_per_s": round(mixed["forward_tokens_per_s"], 1),
+            "stats_ratio": round(mixed["ratio"], 3),
+            "stats_float64_tokens_per_s": round(f64["stats_tokens_per_s"], 1),
+            "forward_tokens_per_s_float64_run": round(f64["forward_tokens_per_s"], 1),
+            "stats_float64_ratio": round(f64["ratio"], 3),
+        })
 
-    score_rate = _scoring(h, reqs)
+    if "scoring" in run:
+        result["score_prompts_per_s"] = round(_scoring(h, reqs), 2)
 
     # -- edits per second --------------------------------------------------------------
-    edit_layers = sorted({rhp.layer, *mhp.layers})
-    moments = second_moments(h, edit_layers, corpus, max_tokens=args.stats_tokens, batch_size=32)
-    secs_per_edit = {}
-    for name, batch in (("ft-l", reqs), ("rome", reqs[:args.rome_edits]), ("memit", reqs)):
-        ed = get_editor(name)()
-        _, secs = _timed(lambda: ed.apply(h, batch, stats=moments, seed=args.seed))
-        ed.restore(h)
-        secs_per_edit[name] = secs / len(batch)
-        print(f"{name}: {len(batch)} edits in {secs:.2f}s ({secs_per_edit[name]:.2f} s per edit)")
-
-    mixed, f64 = thr["mixed"], thr["float64"]
-    result = {
-        "model": h.name,
-        "n_edits": len(reqs),
-        **paths,
-        "value_loop": loop,
-        "reference_templates": ref_loop,
-        "stats_precision": "mixed",
-        "stats_tokens_per_s": round(mixed["stats_tokens_per_s"], 1),
-        "forward_tokens_per_s": round(mixed["forward_tokens_per_s"], 1),
-        "stats_ratio": round(mixed["ratio"], 3),
-        "stats_float64_tokens_per_s": round(f64["stats_tokens_per_s"], 1),
-        "forward_tokens_per_s_float64_run": round(f64["forward_tokens_per_s"], 1),
-        "stats_float64_ratio": round(f64["ratio"], 3),
-        "score_prompts_per_s": round(score_rate, 2),
-        "seconds_per_edit": {k: round(v, 3) for k, v in secs_per_edit.items()},
-        "torch_threads": torch.get_num_threads(),
-    }
+    if "edits" in run:
+        edit_layers = sorted({rhp.layer, *mhp.layers})
+        moments = second_moments(h, edit_layers, corpus, max_tokens=args.stats_tokens, batch_size=32)
+        secs_per_edit = {}
+        for name, batch in (("ft-l", reqs), ("rome", reqs[:args.rome_edits]), ("memit", reqs)):
+            ed = get_editor(name)()
+            _, secs = _timed(lambda: ed.apply(h, batch, stats=moments, seed=args.seed))
+            ed.restore(h)
+            secs_per_edit[name] = secs / len(batch)
+            print(f"{name}: {len(batch)} edits in {secs:.2f}s ({secs_per_edit[name]:.2f} s per edit)")
+        result["seconds_per_edit"] = {k: round(v, 3) for k, v in secs_per_edit.items()}
+    result["torch_threads"] = torch.get_num_threads()
     print(json.dumps(result))
     return result
 
