@@ -48,3 +48,42 @@ def test_memit_on_gemma3_meets_its_targets_through_the_norm():
         miss[mapped] = res.diagnostics["target_miss"][0]
         ed.restore(h)
     assert miss[True] < 0.5 * miss[False], miss
+
+
+def test_nearest_reachable_point_beats_matching_the_direction_when_gains_spread():
+    """Gains from 0.01 to 500 (as Gemma-3's): the constrained nearest point has rms 1, is
+    closer to an unreachable target than y/g rescaled to rms 1, and no random unit-rms
+    point is closer."""
+    from corredit.editors.post_norm import nearest_unit_rms
+
+    g = torch.Generator().manual_seed(3)
+    gain = torch.cat([torch.full((4,), 500.0), torch.rand(60, generator=g, dtype=torch.float64) + 0.01])
+    v_true = torch.randn(2, 64, generator=g, dtype=torch.float64)
+    v_true = v_true / v_true.pow(2).mean(-1, keepdim=True).sqrt()
+    y = gain * v_true + 30 * torch.randn(2, 64, generator=g, dtype=torch.float64)
+    v = nearest_unit_rms(gain, y)
+    torch.testing.assert_close(v.pow(2).mean(-1), torch.ones(2, dtype=torch.float64))
+    dist = (gain * v - y).norm(dim=-1)
+    u = y / gain
+    naive = (gain * u / u.pow(2).mean(-1, keepdim=True).sqrt() - y).norm(dim=-1)
+    assert (dist < naive).all(), (dist, naive)
+    other = torch.randn(2000, 64, generator=g, dtype=torch.float64)
+    other = other / other.pow(2).mean(-1, keepdim=True).sqrt()
+    for r in range(2):
+        near = v[r] + 0.05 * other                                  # around the solution
+        near = near / near.pow(2).mean(-1, keepdim=True).sqrt()
+        assert ((gain * near - y[r]).norm(dim=-1) >= dist[r] - 1e-9).all()
+    # a reachable target is met exactly
+    torch.testing.assert_close(nearest_unit_rms(gain, gain * v_true), v_true)
+
+
+def test_memit_optimises_gemma3_values_before_the_norm():
+    from corredit.models import Site
+
+    h = tiny_model("Gemma3ForCausalLM", tokenizer="bos", seed=0)
+    ed = get_editor("memit")({"layers": [0, 1]})
+    hp = ed.hparams_for(h)
+    assert ed._value_sites(h, hp) == [Site("mlp_out", 1, "output")]
+    assert ed._value_sites(h, hp.replace(post_norm_targets=False)) == [Site("block", 1, "output")]
+    plain = tiny_model("LlamaForCausalLM", tokenizer="bos", seed=0)
+    assert ed._value_sites(plain, ed.hparams_for(plain)) == [Site("block", 1, "output")]

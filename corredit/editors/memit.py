@@ -15,9 +15,10 @@ hooks: :meth:`MEMIT._units` (the value units and the requests whose keys are rea
 per unit), :meth:`MEMIT._solve` (one layer's update) and :meth:`MEMIT._after_batch`;
 PMET changes where the targets live (:meth:`MEMIT._value_sites`, :meth:`MEMIT._target_site`,
 :meth:`MEMIT._spread`, :meth:`MEMIT._change`).
-Where a norm follows the MLP (Gemma-3's ``post_feedforward_layernorm``), each layer's
-residual target is mapped through it first (:mod:`corredit.editors.post_norm`;
-``post_norm_targets = false`` turns that off). ``mom2_precision="float32"`` rounds ``C`` to float32 before that solve, as the reference
+Where a norm follows the MLP (Gemma-3's ``post_feedforward_layernorm``), the value is
+optimised at the last MLP's output before that norm and becomes the residual target
+``h0 + N(m0 + d) - N(m0)``, and each layer's residual target is mapped through its norm
+(:mod:`corredit.editors.post_norm`; ``post_norm_targets = false`` turns both off). ``mom2_precision="float32"`` rounds ``C`` to float32 before that solve, as the reference
 code's float32 statistics do (see :class:`~corredit.editors.hparams.Mom2HParams`).
 """
 
@@ -71,12 +72,39 @@ class MEMIT(Editor):
     #: Index of the written vector in ``ValueResult.delta[:, site]``.
     target_index = 0
 
-    def _value_sites(self, hp: MemitHParams) -> list:
-        """Sites whose vectors the value optimisation finds (the residual stream after
-        the last layer)."""
+    def _value_sites(self, h, hp: MemitHParams) -> list:
+        """Sites whose vectors the value optimisation finds: the residual stream after the
+        last layer, or, where a norm follows the MLP, the last MLP's output before it (see
+        :meth:`_targets`)."""
         from corredit.models import Site
 
+        if self._post_norm(h, hp, hp.layers[-1]) is not None:
+            return [Site("mlp_out", hp.layers[-1], "output")]
         return [Site("block", hp.layers[-1], "output")]
+
+    def _post_norm(self, h, hp: MemitHParams, layer: int):
+        """The norm between layer ``layer``'s MLP and the residual stream, when targets are
+        mapped through it (``post_norm_targets``); else None."""
+        return h.adapter.post_norm_module(h.model, layer) if hp.post_norm_targets else None
+
+    def _targets(self, h, hp: MemitHParams, vres: ValueResult, reader: KeyReader, out_site
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z, scale)``: the targets at ``out_site`` (n, d) and the size of each fact's
+        change there (n,), float64. A value found before a norm that follows the MLP
+        becomes the residual-stream target ``h0 + N(m0 + d) - N(m0)``: reachable through
+        the norm by construction, where a target optimised in the residual stream itself
+        may not be (Gemma-3's norm gains span 1 to 585)."""
+        t = self.target_index
+        v0, d = vres.v0[:, t].to(torch.float64), vres.delta[:, t].to(torch.float64)
+        if self._value_sites(h, hp)[t] == out_site:
+            return v0 + d, d.norm(dim=1)
+        norm = self._post_norm(h, hp, hp.layers[-1])
+        p = next(norm.parameters())
+        h0 = reader.bare(reader.read([out_site])[out_site]).to(torch.float64)
+        with torch.no_grad():
+            moved = (norm((v0 + d).to(p)).to(torch.float64) - norm(v0.to(p)).to(torch.float64))
+        moved = moved.to(h0.device)
+        return h0 + moved, moved.norm(dim=1)
 
     def _value_rule(self, hp: MemitHParams):
         """The value loss's adaptive NLL rule (None: MEMIT's fixed loss)."""
@@ -98,7 +126,7 @@ class MEMIT(Editor):
         follows the MLP (Gemma-3), else ``resid`` itself."""
         from corredit.models import Site
 
-        norm = h.adapter.post_norm_module(h.model, layer) if hp.post_norm_targets else None
+        norm = self._post_norm(h, hp, layer)
         if norm is None:
             return resid
         m_site = Site("mlp_out", layer, "output")
@@ -114,7 +142,7 @@ class MEMIT(Editor):
     def _precompute(self, h, requests: list, hp: MemitHParams, *, stats, seed: int) -> ValueResult:
         """Target vectors of the requests, optimised jointly on the current model."""
         units, _ = self._units(h, requests, hp, seed)
-        opt = ValueOptimizer(h, self._value_sites(hp), hp, max_batch_tokens=self.max_batch_tokens,
+        opt = ValueOptimizer(h, self._value_sites(h, hp), hp, max_batch_tokens=self.max_batch_tokens,
                              adaptive=self._value_rule(hp))
         return opt.optimize(units)
 
@@ -127,17 +155,16 @@ class MEMIT(Editor):
                                       precision=hp.mom2_precision)
         vres = precomputed if precomputed is not None else self._precompute(
             h, requests, hp, stats=stats, seed=seed)
-        n_sites = len(self._value_sites(hp))
+        n_sites = len(self._value_sites(h, hp))
         if vres.delta.shape[1] != n_sites:
             raise ValueError(f"{self.name}: precomputed values hold {vres.delta.shape[1]} "
                              f"vector(s) per case where this editor optimises {n_sites} "
                              f"(precompute them with this editor)")
         groups = self._groups(h, hp, seed)
         _, key_requests = self._units(h, requests, hp, seed)
-        t = self.target_index
-        z = (vres.v0[:, t] + vres.delta[:, t]).to(torch.float64)          # (n, d)
         reader = KeyReader(h, key_requests, groups, max_batch_tokens=self.max_batch_tokens)
         out_site = self._target_site(hp)
+        z, scale = self._targets(h, hp, vres, reader, out_site)           # (n, d), (n,)
         dtype = next(h.model.parameters()).dtype
         layer_updates = []
         for j, layer in enumerate(layers):
@@ -158,8 +185,7 @@ class MEMIT(Editor):
                 **info,
             })
         final = reader.bare(reader.read([out_site])[out_site])
-        scale = vres.delta[:, t].double().norm(dim=1).clamp(min=1e-30).to(final.device)
-        miss = (z.to(final.device) - final).norm(dim=1) / scale
+        miss = (z.to(final.device) - final).norm(dim=1) / scale.clamp(min=1e-30).to(final.device)
         diag = vres.diagnostics()
         diag.update(self._value_diagnostics(vres))
         diag.update(

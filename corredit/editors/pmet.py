@@ -58,7 +58,7 @@ class PMET(MEMIT):
     hparams_class = PmetHParams
     target_index = MLP
 
-    def _value_sites(self, hp: PmetHParams) -> list:
+    def _value_sites(self, h, hp: PmetHParams) -> list:
         from corredit.models import Site
 
         return [Site("attn_out", hp.layers[-1], "output"), Site("mlp_out", hp.layers[-1], "output")]
