@@ -215,7 +215,7 @@ def test_adaptive_loss_is_the_same_with_full_recomputation(world):
 
 # -- runs ------------------------------------------------------------------------------------------
 
-def test_pmet_runs_through_corredit_run_in_batch_mode(tmp_path, capsys):
+def test_pmet_runs_through_corredit_run_in_every_mode(tmp_path, capsys):
     import pandas as pd
 
     from corredit.cli import main
@@ -227,18 +227,35 @@ def test_pmet_runs_through_corredit_run_in_batch_mode(tmp_path, capsys):
 
         [schedule]
         schedulers = ["random"]
-        batch_sizes = [6]
+        batch_sizes = [3]
 
         [[editors]]
         name = "pmet"
         mode = "batch"
+        hparams = {{ layers = [0, 1], v_num_grad_steps = 4 }}
+
+        [[editors]]
+        name = "pmet"
+        label = "pmet-seq"
+        mode = "sequential"
+        hparams = {{ layers = [0, 1], v_num_grad_steps = 4 }}
+
+        [[editors]]
+        name = "pmet"
+        label = "pmet-seqb"
+        mode = "sequential-batch"
         hparams = {{ layers = [0, 1], v_num_grad_steps = 4 }}
         """), encoding="utf-8")
     out = tmp_path / "out"
     assert main(["run", str(run), "--out", str(out), "--no-progress"]) == 0
     assert "| pmet |" in capsys.readouterr().out.replace("  ", " ")
     df = pd.read_parquet(out / "results.parquet")
-    assert set(df["editor"]) == {"pmet"}
+    assert set(df["editor"]) == {"pmet", "pmet-seq", "pmet-seqb"}
+    assert set(df.groupby("editor")["mode"].first()) == {"batch", "sequential", "sequential-batch"}
     diag = df[df["suite"] == "diagnostics"]
     assert {"attn_delta_norm", "delta_norm", "v_top", "v_nll_weight"} <= set(diag["metric"])
     assert diag[diag["metric"] == "update_norm"]["prompt_kind"].str.contains("mlp").all()
+    # one edit per step in sequence; every step of every mode wrote its update
+    steps = diag[diag["metric"] == "delta_norm"].groupby("editor")["step"].nunique()
+    n = df.loc[(df["editor"] == "pmet-seq") & (df["suite"] == "probability"), "case_id"].nunique()
+    assert n > 3 and steps["pmet-seq"] == n and steps["pmet-seqb"] == steps["pmet"] == -(-n // 3)
