@@ -87,3 +87,26 @@ def test_memit_optimises_gemma3_values_before_the_norm():
     assert ed._value_sites(h, hp.replace(post_norm_targets=False)) == [Site("block", 1, "output")]
     plain = tiny_model("LlamaForCausalLM", tokenizer="bos", seed=0)
     assert ed._value_sites(plain, ed.hparams_for(plain)) == [Site("block", 1, "output")]
+
+
+def test_value_changes_are_normalised_changes_before_a_norm_and_deltas_elsewhere():
+    """What the forecast and the targets read from a ValueResult: N(m0 + d) - N(m0) on
+    Gemma-3 (value before the norm), the delta itself where the value is in the stream."""
+    from corredit.editors.values import ValueResult
+
+    for arch, mapped in (("Gemma3ForCausalLM", True), ("LlamaForCausalLM", False)):
+        h = tiny_model(arch, tokenizer="bos", seed=0)
+        ed = get_editor("memit")({"layers": [0, 1]})
+        hp = ed.hparams_for(h)
+        g = torch.Generator().manual_seed(0)
+        v0 = torch.randn(3, 1, h.hidden_size, generator=g)
+        d = torch.randn(3, 1, h.hidden_size, generator=g)
+        z = torch.zeros(3)
+        vres = ValueResult(["a", "b", "c"], d, v0, z, z, z, z, z.long(), z.bool(), z.bool(), z)
+        got = ed.value_changes(h, hp, vres)
+        if mapped:
+            norm = h.adapter.post_norm_module(h.model, 1)
+            want = (norm(v0[:, 0] + d[:, 0]) - norm(v0[:, 0])).double()
+        else:
+            want = d[:, 0].double()
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

@@ -39,7 +39,8 @@ treated per edit), the per-edit measures are:
   (negative: ``i``'s key is pulled towards ``j``'s target).
 
 With ``values`` (the changes ``d_i`` at the last layer, e.g. a
-:class:`~corredit.editors.values.ValueResult`, whose last site's ``delta`` they are; a
+:class:`~corredit.editors.values.ValueResult`, read through the editor's
+``value_changes``: its ``delta``, or the normalised change where a norm follows the MLP; a
 merged unit takes its first member's) the actual
 ``D U`` is formed: ``unfit_actual = ||(D U)_i|| / ||d_i||`` (compare MEMIT's
 ``target_miss``) and ``unfit_along = <(D U)_i, d_i> / ||d_i||^2``. Per batch and layer:
@@ -271,8 +272,11 @@ def _key_groups(editor: Editor, h, reqs: list, hp, seed: int) -> list[list[int]]
     return [[i] for i in range(len(reqs))]
 
 
-def _values_matrix(values: Any, n: int) -> torch.Tensor:
-    d = values.delta[:, -1] if hasattr(values, "delta") else values
+def _values_matrix(values: Any, n: int, ed: Editor, h, hp) -> torch.Tensor:
+    if hasattr(values, "delta"):        # a ValueResult: the change it asks of the solve's stream
+        d = ed.value_changes(h, hp, values) if hasattr(ed, "value_changes") else values.delta[:, -1]
+    else:
+        d = values
     d = as_float64(d)
     if d.dim() != 2 or d.shape[0] != n:
         raise ValueError(f"forecast: values must hold one change per request, shape ({n}, d); "
@@ -329,7 +333,7 @@ def forecast(h, requests: Sequence, editor: Editor | str, stats, *,
     bad = [l for l in layers if l not in keys or tuple(keys[l].shape)[0] != len(reqs)]
     if bad:
         raise ValueError(f"forecast: keys lack layer(s) {bad} or one row per request")
-    d_all = None if values is None else _values_matrix(values, len(reqs))
+    d_all = None if values is None else _values_matrix(values, len(reqs), ed, h, hp)
     n = len(reqs)
     out: dict[str, Any] = {k: np.full(n, np.nan) for k in
                            ("unfit", "unfit_alone", "unfit_norm", "cross", "actual", "along")}

@@ -87,6 +87,20 @@ class MEMIT(Editor):
         mapped through it (``post_norm_targets``); else None."""
         return h.adapter.post_norm_module(h.model, layer) if hp.post_norm_targets else None
 
+    def value_changes(self, h, hp: MemitHParams, vres: ValueResult) -> torch.Tensor:
+        """(n, d) float64: the change each fact's value asks of the stream at
+        :meth:`_target_site`: its ``delta``, or, for a value found before a norm that
+        follows the MLP, the normalised change ``N(m0 + d) - N(m0)``."""
+        t = self.target_index
+        v0, d = vres.v0[:, t].to(torch.float64), vres.delta[:, t].to(torch.float64)
+        if self._value_sites(h, hp)[t] == self._target_site(hp):
+            return d
+        norm = self._post_norm(h, hp, hp.layers[-1])
+        p = next(norm.parameters())
+        with torch.no_grad():
+            return (norm((v0 + d).to(p)).to(torch.float64)
+                    - norm(v0.to(p)).to(torch.float64)).to(d.device)
+
     def _targets(self, h, hp: MemitHParams, vres: ValueResult, reader: KeyReader, out_site
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z, scale)``: the targets at ``out_site`` (n, d) and the size of each fact's
@@ -95,16 +109,12 @@ class MEMIT(Editor):
         the norm by construction, where a target optimised in the residual stream itself
         may not be (Gemma-3's norm gains span 1 to 585)."""
         t = self.target_index
-        v0, d = vres.v0[:, t].to(torch.float64), vres.delta[:, t].to(torch.float64)
+        change = self.value_changes(h, hp, vres)
         if self._value_sites(h, hp)[t] == out_site:
-            return v0 + d, d.norm(dim=1)
-        norm = self._post_norm(h, hp, hp.layers[-1])
-        p = next(norm.parameters())
+            return vres.v0[:, t].to(torch.float64) + change, change.norm(dim=1)
         h0 = reader.bare(reader.read([out_site])[out_site]).to(torch.float64)
-        with torch.no_grad():
-            moved = (norm((v0 + d).to(p)).to(torch.float64) - norm(v0.to(p)).to(torch.float64))
-        moved = moved.to(h0.device)
-        return h0 + moved, moved.norm(dim=1)
+        change = change.to(h0.device)
+        return h0 + change, change.norm(dim=1)
 
     def _value_rule(self, hp: MemitHParams):
         """The value loss's adaptive NLL rule (None: MEMIT's fixed loss)."""
