@@ -81,9 +81,9 @@ class AlphaEdit(MEMIT):
         """``{layer: {"projector", "c_hat", "nullspace_dim", "batches"}}`` on ``h`` (live)."""
         return self._state.setdefault(h.model, {})
 
-    def restore(self, h) -> None:
-        """Put the weights back and forget ``C_hat`` and the projectors for ``h``."""
-        super().restore(h)
+    def reset(self, h) -> None:
+        """Forget ``C_hat`` and the projectors for ``h`` (``restore`` also calls this)."""
+        super().reset(h)
         self._state.pop(h.model, None)
 
     def edit_each(self, h, requests: Sequence, callback: Callable, *, stats=None,

@@ -216,12 +216,18 @@ class Editor:
                              f"supports {', '.join(cls.supported_modes)}")
 
     def restore(self, h) -> None:
-        """Put back every parameter this editor changed on ``h``, bit for bit, and remove
-        whatever it added (hooks, modules, memory)."""
+        """Put back every parameter this editor changed on ``h``, bit for bit, and
+        :meth:`reset` it."""
         snap = self._snapshots.get(h.model)
         if snap:
             from corredit.models import restore
             restore(h.model, snap)
+        self.reset(h)
+
+    def reset(self, h) -> None:
+        """Remove whatever this editor added to ``h`` (hooks, modules, memory) and forget
+        any state it carries from one edit to the next; the weights are left as they are
+        (the runner puts them back from its own snapshot)."""
         self.remove_additions(h)
 
     # -- additions (editors that add hooks, modules or memory override these) -------------

@@ -102,7 +102,7 @@ def run_trial(inputs: RunInputs, spec: TrialSpec, suites: Sequence[Suite], *,
 
     def check_restored(step: int | None) -> None:
         restore(h.model, original)
-        editor.restore(h)          # its additions and any state carried between edits
+        editor.reset(h)            # its additions and any state carried between edits
         if hook_counts(h.model) != hooks:
             raise RuntimeError(f"trial {spec.name}: editor {spec.editor.name!r} left hooks on the "
                                f"model ({hook_counts(h.model)} != {hooks} before the trial)")
@@ -135,7 +135,7 @@ def run_trial(inputs: RunInputs, spec: TrialSpec, suites: Sequence[Suite], *,
                 check_restored(step)
     finally:
         restore(h.model, original)
-        editor.restore(h)
+        editor.reset(h)
     check_restored(None)
     rows = assemble_rows(inputs.config, spec, frames, code_version=code_version,
                          n_edits=schedule.n_edits)
