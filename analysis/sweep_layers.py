@@ -8,6 +8,8 @@ Usage::
     python analysis/sweep_layers.py --world /tmp/world-7 --editor capacity   # another world
     python analysis/sweep_layers.py --model smollm2-135m --editor rome --layers 2,4,6,8 \
         --n-rome 16 --stages layer            # a real model: known CounterFact edits
+    python analysis/sweep_layers.py --model smollm2-135m --editor ft-m --layers 0,2,4,8,12 \
+        --n-memit 16                          # FT-M's layer, lr, box and steps
 
 With ``--model`` (any name :func:`corredit.models.load` accepts) the requests are the
 model's known CounterFact edits (``--data``, p(true) > p(new), distinct subjects, seeded
@@ -20,8 +22,9 @@ token can flip (the ceiling of every editor keyed there). ROME: every layer, the
 coordinate steps over the KL weight, the number of steps and the clamp, ``--n-rome``
 independent single edits each (from the unedited model). MEMIT: every contiguous window of
 1-3 layers, then lambda, clamp, KL weight and steps, one batch of ``--n-memit`` distinct
-subjects each. FT-L: every layer, then learning rate, L-infinity box and steps, on the
-same batch. ``v_lr`` is 5 throughout: the reference 0.5 moves Adam too little for this
+subjects each. FT-L (``--editor ft``) or FT-M (``--editor ft-m``): every layer, then learning
+rate, L-infinity box and steps, on the same batch (a real model's boxes start at the
+reference 5e-4, the world's at 1e-2). ``v_lr`` is 5 throughout: the reference 0.5 moves Adam too little for this
 model's value norms (30-90) within 20 steps. Requests are a
 validation sample disjoint from the cases the world tests use (their case ids and their
 subjects are excluded). Score: S = harmonic mean of ES, PS and NS (probability suite);
@@ -159,8 +162,9 @@ def _real_model_inputs(args, layers):
     from corredit.stats import TextFileCorpus, second_moments
 
     h = load(args.model, device="cpu")
-    moments = second_moments(h, layers, TextFileCorpus(args.stats_corpus, clean="wikitext"),
-                             max_tokens=args.stats_tokens, batch_size=16)
+    moments = (None if args.editor in FT_EDITORS else   # fine-tuning needs no statistics
+               second_moments(h, layers, TextFileCorpus(args.stats_corpus, clean="wikitext"),
+                              max_tokens=args.stats_tokens, batch_size=16))
     reqs = load_dataset(args.data).requests
     random.Random(f"sweep:{args.seed}").shuffle(reqs)
     reqs = distinct_subjects(reqs, min(len(reqs), 8 * max(args.n_rome, args.n_memit)), seed=args.seed)
@@ -168,9 +172,12 @@ def _real_model_inputs(args, layers):
     return h, moments, select_known(h, reqs, limit=need).kept
 
 
+FT_EDITORS = {"ft": "ft-l", "ft-l": "ft-l", "ft-m": "ft-m"}
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--editor", choices=["capacity", "rome", "memit", "ft", "all"], default="all")
+    parser.add_argument("--editor", choices=["capacity", "rome", "memit", *FT_EDITORS, "all"], default="all")
     parser.add_argument("--n-capacity", type=int, default=100)
     parser.add_argument("--n-rome", type=int, default=60)
     parser.add_argument("--n-memit", type=int, default=64, help="batch size of MEMIT and FT-L")
@@ -180,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--json", default=None, help="write all rows to this file")
     parser.add_argument("--rome-start", default=None, help="JSON knobs to start ROME's stages from")
     parser.add_argument("--memit-start", default=None, help="JSON knobs to start MEMIT's stages from")
-    parser.add_argument("--ft-start", default=None, help="JSON knobs to start FT-L's stages from")
+    parser.add_argument("--ft-start", default=None, help="JSON knobs to start FT-L's (FT-M's) stages from")
     parser.add_argument("--model", default=None, help="any model name or path (default: the world)")
     parser.add_argument("--data", default="../shared/data/counterfact/counterfact-edit.json",
                         help="edits of a --model sweep (CounterFact)")
@@ -210,9 +217,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         starts = {"rome": {"v_lr": 5.0}, "memit": {"v_lr": 5.0, "mom2_update_weight": 10.0,
                                                    "clamp_norm_factor": 2.0},
                   "ft-l": {"lr": 5e-3, "norm_constraint": 5e-2}}
+        boxes = [1e-2, 2e-2, 5e-2, 1e-1, 2e-1]
     else:
         h, moments, pool = _real_model_inputs(args, sweep_layers)
-        starts = {"rome": {}, "memit": {}, "ft-l": {}}
+        starts = {"rome": {}, "memit": {}, "ft-l": {"lr": 5e-3, "norm_constraint": 5e-3}}
+        boxes = [5e-4, 2e-3, 5e-3, 1e-2, 5e-2]
     rows: list[dict] = []
     if args.editor in ("capacity", "all"):
         reqs = pool[:args.n_capacity]
@@ -252,18 +261,19 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             ("context_templates", [[[10, 1]], []]),
             ("layers", [[0], [0, 1], [0, 1, 2]]),
         ]))
-    if args.editor in ("ft", "all"):
+    if args.editor in (*FT_EDITORS, "all"):
+        ft = FT_EDITORS.get(args.editor, "ft-l")
         reqs = distinct_subjects(pool, args.n_memit)
-        # the reference box (5e-4) moves nothing on this model: start from a wide one
+        # the world's: the reference box (5e-4) moves nothing on this model, start from a wide one
         start = json.loads(args.ft_start) if args.ft_start else starts["ft-l"]
-        rows += coordinate_sweep("ft-l", lambda k: score_batch(h, reqs, None, k, editor="ft-l"), start, keep([
+        rows += coordinate_sweep(ft, lambda k: score_batch(h, reqs, None, k, editor=ft), start, keep([
             ("layer", sweep_layers),
             ("lr", [1e-3, 5e-3, 2e-2]),
-            ("norm_constraint", [1e-2, 2e-2, 5e-2, 1e-1, 2e-1]),
+            ("norm_constraint", boxes),
             ("num_steps", [25, 50]),
             ("layer", sweep_layers),
         ]))
-    for kind in ("rome", "memit", "ft-l"):
+    for kind in ("rome", "memit", "ft-l", "ft-m"):
         sel = [r for r in rows if r["editor"] == kind]
         if sel:
             print(f"best {kind}: {json.dumps(max(sel, key=lambda r: r['S']))}")
