@@ -97,6 +97,27 @@ def test_hparams_are_frozen_knobs_resolved_from_the_defaults_file(tmp_path):
         default_hparams("memit", MemitHParams, model_name="m", architecture="a", path=path)
 
 
+def test_every_memit_family_editor_has_a_table_wherever_memit_has_one():
+    """A model with its own MEMIT window and lambda must not fall back to a family
+    editor's generic "*" table (layers [0, 1], the references' lambda)."""
+    from corredit.editors.hparams import read_defaults
+
+    tables = read_defaults()
+    family = [name for name in EDITORS.names()
+              if issubclass(get_editor(name).hparams_class, MemitHParams) and name != "memit"]
+    assert {"emmet", "alphaedit", "memit-merge", "pmet"} <= set(family)
+    for name in family:
+        missing = set(tables["memit"]) - set(tables.get(name, {}))
+        assert not missing, f"defaults.toml: [{name}.KEY] missing for {sorted(missing)}"
+    for model, arch in [("smollm2-135m", "LlamaForCausalLM"), ("gemma3-270m", "Gemma3ForCausalLM")]:
+        memit = default_hparams("memit", MemitHParams, model_name=model, architecture=arch)
+        for name in ("memit-merge", "alphaedit", "pmet"):
+            hp = default_hparams(name, get_editor(name).hparams_class, model_name=model, architecture=arch)
+            assert hp.layers == memit.layers, (name, model)
+        emmet = default_hparams("emmet", get_editor("emmet").hparams_class, model_name=model, architecture=arch)
+        assert emmet.layers == memit.layers[-1:] and emmet.mom2_update_weight == memit.mom2_update_weight
+
+
 def test_layers_outside_the_model_are_refused(gpt2):
     h, mom = gpt2
     with pytest.raises(ValueError, match="layer 7 is outside"):
