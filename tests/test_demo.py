@@ -37,6 +37,16 @@ def test_demo_configs_cover_the_design():
     assert load_config(DEMO_CONFIG) == full
 
 
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.toml")), ids=lambda p: p.name)
+def test_every_packaged_config_loads_names_registered_parts_and_quotes_its_command(path):
+    cfg = load_config(path)
+    cfg.check_names()
+    assert cfg.trials(), f"{path.name}: no trials"
+    text = path.read_text()
+    assert f"corredit/configs/{path.name}" in text or "corredit demo" in text, (
+        f"{path.name}: its header should quote the command that runs it")
+
+
 def test_real_model_demo_and_study_configs_share_their_design():
     """The SmolLM2 demo is a reduced study: same model, data source, statistics and
     embedding; multi-fact subjects, known facts, paired schedulers; fewer of everything."""
