@@ -50,3 +50,17 @@ def test_paired_difference_resamples_subjects_and_reports_unmatched_cases(tmp_pa
     _, lo_cases, hi_cases = bootstrap_ci([-100.0, -100.0, 0.0, 100.0], n_boot=500, seed=0)
     assert es["lo"] < -25.0 < es["hi"]
     assert es["hi"] - es["lo"] > hi_cases - lo_cases + 10
+
+
+def test_two_editors_of_one_run_are_paired_on_the_same_edits(tmp_path, compare):
+    subjects = {"1": "A", "2": "B", "3": "C"}
+    folder = _run(tmp_path / "r", {"1": 1.0, "2": 0.0, "3": 0.0}, subjects)
+    t = pd.read_parquet(folder / "results.parquet")
+    other = t.assign(editor="memit-merge", trial="memit-merge-random-b1-s0", value=[1.0, 1.0, 0.0])
+    pd.concat([t, other.iloc[:2]]).to_parquet(folder / "results.parquet")
+    out = compare.compare_editors(str(folder), "rome", "memit-merge", metrics=["ES"], n_boot=200)
+    assert out["unmatched"] == {"only_a": 1, "only_b": 0}
+    (row,) = out["rows"]
+    assert row["cases"] == 2 and row["ES"]["b_minus_a"] == 50.0
+    with pytest.raises(ValueError, match="no cases of editor 'kn'"):
+        compare.compare_editors(str(folder), "rome", "kn", metrics=["ES"])
