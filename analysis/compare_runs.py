@@ -23,7 +23,7 @@ from typing import Sequence
 import pandas as pd
 
 from corredit.analysis.bootstrap import bootstrap_ci
-from corredit.analysis.cases import SCORE_METRICS, case_scores
+from corredit.analysis.cases import SCORE_METRICS, case_scores, case_units
 from corredit.plots.rundata import read_run
 
 __all__ = ["compare_runs", "compare_editors", "main"]
@@ -34,8 +34,7 @@ KEYS = ("editor", "mode", "scheduler", "batch_size", "seed", "case_id")
 def _cases(run_dir: str, metrics: Sequence[str], when: str) -> pd.DataFrame:
     results = read_run(run_dir).results
     t = case_scores(results, when=when, metrics=metrics)
-    if "subject" not in t.columns:
-        t["subject"] = t["case_id"]
+    t["subject"] = case_units(t)[0]          # the resampling unit: subject, else case
     return t[[*KEYS, "subject", *metrics]]
 
 
