@@ -132,8 +132,8 @@ class LoadResult:
         """Say loudly when the data had problems; returns ``self``.
 
         Unless :attr:`clean`: with ``strict``, raise :class:`DataError` for the first
-        problem (or skipped file); else log :meth:`summary` as a warning and print it to
-        ``stream`` (default: standard error).
+        problem (or skipped file); else print :meth:`summary` to ``stream`` (default:
+        standard error). Loading has already logged the count as a warning.
         """
         if self.clean:
             return self
@@ -141,7 +141,6 @@ class LoadResult:
             first = self.problems[0] if self.problems else Problem(
                 self.skipped[0][0], None, None, UNKNOWN_FORMAT, self.skipped[0][1])
             raise DataError(first)
-        logger.warning("%s", self.summary())
         print(f"warning: {self.summary()}", file=sys.stderr if stream is None else stream)
         return self
 
