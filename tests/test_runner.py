@@ -255,6 +255,33 @@ def test_check_names_against_registries(change, key):
     assert str(info.value).startswith(f"{key}: ")
 
 
+def test_an_editor_missing_its_trained_part_stops_the_run_before_any_trial(tmp_path, fixture_dir):
+    text = run_header(fixture_dir, "needs-mend", stats=False) + textwrap.dedent(f"""\
+
+        [schedule]
+        schedulers = ["random"]
+        batch_sizes = [3]
+
+        [evaluate]
+        suites = ["probability"]
+
+        [[editors]]
+        name = "ft-l"
+        mode = "batch"
+        stats = false
+
+        [[editors]]
+        name = "mend"
+        mode = "batch"
+        stats = false
+        hparams = {{ network = "{tmp_path / 'no-network'}" }}
+        """)
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"editors\[1\] \(mend\): no trained MEND network at .*no-network"):
+        run_experiment(_write(tmp_path, text, "needs.toml"), out=out)
+    assert not list(out.glob("trials/*.parquet"))
+
+
 # -- pure pieces -------------------------------------------------------------------------------
 
 def test_select_requests_filters_subjects_and_is_seeded():

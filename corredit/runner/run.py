@@ -133,8 +133,9 @@ class Runner:
     # -- before the folder ---------------------------------------------------------------
     def check(self, *, model: bool = True) -> None:
         """Everything checkable before a file is written: names, device, text files, the
-        data, the model and each editor's hyperparameters on it (``model=False``: not the
-        device, model and hyperparameters, which a remote executor's worker checks)."""
+        data, the model, each editor's hyperparameters on it and what it needs beyond them
+        (MEND's trained network); ``model=False``: not the device, model and editors, which
+        a remote executor's worker checks."""
         from corredit.stats.sources import check_source
 
         cfg = self.config
@@ -150,10 +151,15 @@ class Runner:
             return
         h = self.inputs.handle()
         for i, e in enumerate(cfg.editors):
+            editor = self.inputs.editor(e)
             try:
-                self.inputs.editor(e).hparams_for(h)
+                hp = editor.hparams_for(h)
             except (ValueError, TypeError, KeyError) as exc:
                 raise ValueError(f"editors[{i}].hparams: {exc}") from None
+            try:    # what the editor writes; loads a trained part (MEND's network) first
+                editor.declared_parameters(h, hp)
+            except (ValueError, FileNotFoundError) as exc:
+                raise ValueError(f"editors[{i}] ({e.column}): {exc}") from None
 
     # -- the folder ----------------------------------------------------------------------
     def write_config(self) -> None:
