@@ -19,26 +19,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
-
-def conflicting_cases(edits: pd.DataFrame) -> set[str]:
-    """Case ids of the edits whose (subject, relation) holds more than one edit."""
-    size = edits.groupby(["subject", "relation_id"])["case_id"].transform("size")
-    return set(edits.loc[size > 1, "case_id"].astype(str))
 
 
 def main(argv: list[str] | None = None) -> int:
     from corredit.analysis import score_difference
+    from corredit.data import conflict_pairs
     from corredit.plots.rundata import read_run
+    from corredit.results import RunFolder
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", type=Path, help="a run folder written by 'corredit run'")
     p.add_argument("--metrics", nargs="+", default=["ES", "PS"])
     args = p.parse_args(argv)
     df = read_run(args.run).results           # with each case's subject: the resampling unit
-    edits = pd.read_json(args.run / "edits.jsonl", lines=True, dtype={"case_id": str})
-    conflicts = conflicting_cases(edits)
+    edits = RunFolder(args.run).read_edits()
+    conflicts = {str(r.case_id) for pair in conflict_pairs(edits) for r in pair}
     print(f"{args.run}: {len(edits)} edits, {len(conflicts)} of them in groups of one subject "
           f"and one relation with other new objects")
     cols = ["editor", "metric", "shared", "alone", "diff", "lo", "hi", "n_shared", "n_alone"]
