@@ -20,7 +20,6 @@ import argparse
 from pathlib import Path
 
 
-
 def main(argv: list[str] | None = None) -> int:
     from corredit.analysis import score_difference
     from corredit.data import conflict_pairs

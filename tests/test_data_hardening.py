@@ -168,6 +168,15 @@ def test_check_warns_loudly_or_refuses(tmp_path, caplog, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_set_aside_records_are_reported_once_each_way(tmp_path, caplog, capsys):
+    path = tmp_path / "cf.json"
+    path.write_bytes(_bad_byte(json.dumps([flat(i) for i in range(4)]), "Subj2 is"))
+    with caplog.at_level(logging.WARNING, logger="corredit.data"):
+        load_dataset(path).check()
+    assert [r.getMessage().count("1 of 4 records set aside") for r in caplog.records] == [1]
+    assert capsys.readouterr().err.count("1 of 4 records set aside") == 1
+
+
 def test_half_a_surrogate_pair_sets_its_record_aside(tmp_path):
     path = tmp_path / "cf.json"
     path.write_text(json.dumps([flat(0, target_new="Par\ud800is"), flat(1, target_new="\U0001F600")]))
