@@ -26,22 +26,6 @@ import numpy as np
 import torch
 
 
-def last_token_keys(h, texts: list[str], layers: list[int]) -> dict[int, torch.Tensor]:
-    """Keys ``(len(texts), d_k)`` at each layer's MLP output input, at each text's last token."""
-    from corredit.editors.sequences import pack, prompt_ids
-    from corredit.models import Site, trace
-
-    batch = pack([prompt_ids(h.tokenizer, t) for t in texts], pad_id=h.tokenizer.pad_token_id,
-                 device=h.device)
-    sites = [Site("mlp_out", layer, "input") for layer in layers]
-    with torch.no_grad():
-        res = trace(h, batch.input_ids, attention_mask=batch.attention_mask, read=sites,
-                    stop_at_layer=max(layers))
-    last = batch.attention_mask.sum(1) - 1
-    rows = torch.arange(len(texts))
-    return {s.layer: res.values[s][rows, last].double().cpu() for s in sites}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2-135m")
@@ -54,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from corredit.data import load_dataset
+    from corredit.editors.grace import last_token_keys
     from corredit.evaluate.known import select_known
     from corredit.models import load
 
@@ -66,9 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     kept = select_known(h, distinct[: 4 * args.n], limit=args.n).kept
     if not kept:
         raise SystemExit(f"{args.model} knows none of the {4 * args.n} edits tried")
-    own = [last_token_keys(h, [r.rewrite_prompt], layers) for r in kept]
-    para = [last_token_keys(h, list(r.paraphrase_prompts), layers) for r in kept]
-    neigh = [last_token_keys(h, list(r.neighborhood_prompts), layers) for r in kept]
+    def keys(prompts):         # GRACE's keys, in float64 for the distances
+        return {k: v.double().cpu() for k, v in last_token_keys(h, prompts, layers).items()}
+
+    own = [keys([r.rewrite_prompt]) for r in kept]
+    para = [keys(list(r.paraphrase_prompts)) for r in kept]
+    neigh = [keys(list(r.neighborhood_prompts)) for r in kept]
     print(f"{args.model}: {len(kept)} known edits of distinct subjects (seed {args.seed})")
     for layer in layers:
         keys = torch.cat([k[layer] for k in own])

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -52,7 +52,7 @@ from corredit.editors.memory import Attachments, MemoryEditor
 from corredit.editors.sequences import pack, prompt_ids, target_ids
 from corredit.editors.values import frozen_parameters
 
-__all__ = ["GRACE", "GraceHParams", "Codebook"]
+__all__ = ["GRACE", "GraceHParams", "Codebook", "last_token_keys"]
 
 VAL_INITS = ("cold", "warm")
 EPS_EXPANDS = ("coverage", "moving_average")
@@ -84,6 +84,22 @@ class GraceHParams(HParams):
     @property
     def layers(self) -> tuple[int, ...]:
         return (self.layer,)
+
+
+def last_token_keys(h, prompts: Sequence[str], layers: Sequence[int]) -> dict[int, torch.Tensor]:
+    """GRACE's keys: per layer, ``(len(prompts), d_k)`` float32, the input of the layer's MLP
+    output module at each prompt's last token (one forward pass up to the last layer)."""
+    from corredit.models import Site, trace
+
+    batch = pack([prompt_ids(h.tokenizer, p) for p in prompts], pad_id=h.tokenizer.pad_token_id,
+                 device=h.device)
+    sites = [Site("mlp_out", layer, "input") for layer in layers]
+    with torch.no_grad():
+        res = trace(h, batch.input_ids, attention_mask=batch.attention_mask, read=sites,
+                    stop_at_layer=max(layers))
+    last = batch.attention_mask.sum(1) - 1
+    rows = torch.arange(len(prompts), device=last.device)
+    return {s.layer: res.values[s][rows, last].float() for s in sites}
 
 
 class Codebook(torch.nn.Module):
@@ -184,13 +200,9 @@ class GRACE(MemoryEditor):
         return p, t
 
     def _edit_one(self, h, hp: GraceHParams, book: Codebook, request, seed: int):
-        from corredit.models import Site, trace
-
         p, t = self._sequence(h, request)
         batch = pack([p + t[:-1]], pad_id=h.tokenizer.pad_token_id, device=h.device)
-        site = Site("mlp_out", hp.layer, "input")
-        query = trace(h, batch.input_ids[:, :len(p)], attention_mask=batch.attention_mask[:, :len(p)],
-                      read=[site], stop_at_layer=hp.layer).values[site][0, -1].float()
+        query = last_token_keys(h, [request.rewrite_prompt], [hp.layer])[hp.layer][0]
         label = tuple(t)
         dist = math.nan
         if len(book) == 0:
