@@ -37,13 +37,19 @@ def test_demo_configs_cover_the_design():
     assert load_config(DEMO_CONFIG) == full
 
 
-@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.toml")), ids=lambda p: p.name)
+ROOT = Path(__file__).resolve().parents[1]
+RUN_FILES = sorted(CONFIG_DIR.glob("*.toml")) + sorted((ROOT / "analysis").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", RUN_FILES, ids=lambda p: p.name)
 def test_every_packaged_config_loads_names_registered_parts_and_quotes_its_command(path):
     cfg = load_config(path)
     cfg.check_names()
     assert cfg.trials(), f"{path.name}: no trials"
     text = path.read_text()
-    assert f"corredit/configs/{path.name}" in text or "corredit demo" in text, (
+    where = path.resolve().relative_to(ROOT).as_posix() if path.resolve().is_relative_to(ROOT) \
+        else f"corredit/configs/{path.name}"
+    assert f"corredit run {where}" in text or "corredit demo" in text, (
         f"{path.name}: its header should quote the command that runs it")
 
 
