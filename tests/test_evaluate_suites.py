@@ -32,9 +32,10 @@ from corredit.evaluate import (
     summarize_zsre,
     target_argmax,
     teacher_forced_reference,
+    heldout_windows,
     token_perplexity,
 )
-from corredit.models import restore, snapshot
+from corredit.models import restore, snapshot, start_token_ids
 from corredit.types import EditRequest, LocalityPrompt, MultiHopQuestion
 
 
@@ -275,25 +276,46 @@ def test_score_generation_rows(h):
 def test_perplexity_is_exp_mean_token_nll(h):
     texts = ["The river Thames flows through London.", "A cat.", "",
              "Paris is the capital of France. Berlin is the capital of Germany."]
+    start = start_token_ids(h.tokenizer)
+    adds_bos = h.tokenizer("a")["input_ids"] != h.tokenizer("a", add_special_tokens=False)["input_ids"]
+    assert start == ([h.tokenizer.bos_token_id] if adds_bos else [])
+    step = 8 - len(start)                       # max_length 8, every window after the start
     total, count = 0.0, 0
     with torch.no_grad():
         for t in texts:
-            ids = encode_prompt(h.tokenizer, t)[:8]  # max_length 8: first window ...
-            rest = encode_prompt(h.tokenizer, t)[8:16]
-            for w in (ids, rest):
+            plain = h.tokenizer(t, add_special_tokens=False)["input_ids"]
+            for w in (start + plain[:step], start + plain[step:2 * step]):
                 if len(w) < 2:
                     continue
                 x = torch.tensor([w])
                 loss = h.model(input_ids=x, labels=x).loss
                 total += float(loss) * (len(w) - 1)
                 count += len(w) - 1
-    assert len(encode_prompt(h.tokenizer, texts[3])) <= 16
+    assert len(h.tokenizer(texts[3], add_special_tokens=False)["input_ids"]) <= 2 * step
     got = perplexity(h, texts, batch_size=2, max_length=8)
     assert got == pytest.approx(math.exp(total / count), rel=1e-5)
     assert token_perplexity(h, [[5, 6, 7], [8, 9]], batch_size=1) == pytest.approx(
         token_perplexity(h, [[8, 9], [5, 6, 7]], batch_size=2), rel=1e-6)
     with pytest.raises(ValueError, match="no window"):
         perplexity(h, ["", "   "])
+
+
+def test_heldout_windows_start_as_prompts_do(h):
+    texts = ["The river Thames flows through London.", "",
+             "Paris is the capital of France. Berlin is the capital of Germany."]
+    start = start_token_ids(h.tokenizer)
+    windows = heldout_windows(h.tokenizer, texts, max_tokens=20, max_length=8)
+    # each window begins as a prompt does (the BOS of a BOS-adding tokenizer) ...
+    assert all(w[:len(start)] == start for w in windows)
+    assert windows[0][:3] == encode_prompt(h.tokenizer, texts[0])[:3]
+    # ... and after the start tokens the windows are the joined text stream, cut at max_tokens
+    stream = [t for w in windows for t in w[len(start):]]
+    plain = [h.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts if t]
+    joined = plain[0] + [h.tokenizer.eos_token_id] + plain[1]
+    assert len(joined) > 20 and stream == joined[:20]   # (no one-token window dropped here)
+    assert max(len(w) for w in windows) == 8
+    with pytest.raises(ValueError, match="no room"):
+        heldout_windows(h.tokenizer, texts, max_tokens=20, max_length=len(start))
 
 
 def test_norm_growth_on_hand_edited_matrix(h):

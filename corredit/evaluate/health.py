@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 
 from corredit.evaluate.rows import suite_rows
-from corredit.evaluate.scoring import _pad_id, encode_prompt
+from corredit.evaluate.scoring import _pad_id
+from corredit.models.subject import start_token_ids
 from corredit.models.tracing import eval_mode
 
 __all__ = ["text_windows", "heldout_windows", "token_perplexity", "perplexity", "norm_growth", "health_rows"]
@@ -28,27 +29,40 @@ __all__ = ["text_windows", "heldout_windows", "token_perplexity", "perplexity", 
 SUITE = "health"
 
 
+def _cut(start: Sequence[int], ids: Sequence[int], max_length: int) -> list[list[int]]:
+    """``ids`` cut into consecutive pieces, each read after the ``start`` tokens so that
+    every window begins as a text the model reads does; windows with nothing to predict
+    (under 2 tokens) are left out."""
+    step = max_length - len(start)
+    if step < 1:
+        raise ValueError(f"max_length {max_length} leaves no room after the {len(start)} "
+                         f"start token(s)")
+    windows = [list(start) + list(ids[s:s + step]) for s in range(0, len(ids), step)]
+    return [w for w in windows if len(w) >= 2]
+
+
 def text_windows(tokenizer: Any, texts: Sequence[str], max_length: int = 128
                  ) -> list[list[int]]:
-    """Each non-blank text tokenized (a leading BOS kept) and cut into consecutive
-    windows of at most ``max_length`` tokens; windows shorter than 2 tokens (nothing to
-    predict) are left out."""
+    """Each non-blank text tokenized and cut into consecutive windows of at most
+    ``max_length`` tokens, each window starting with the tokens the tokenizer puts before
+    a text (a BOS; :func:`corredit.models.start_token_ids`)."""
     if max_length < 2:
         raise ValueError(f"max_length must be >= 2, got {max_length}")
+    start = start_token_ids(tokenizer)
     out: list[list[int]] = []
     for text in texts:
         if not text.strip():
             continue
-        ids = encode_prompt(tokenizer, text)
-        out += [w for w in (ids[s:s + max_length] for s in range(0, len(ids), max_length))
-                if len(w) >= 2]
+        out += _cut(start, tokenizer(text, add_special_tokens=False)["input_ids"], max_length)
     return out
 
 
 def heldout_windows(tokenizer: Any, texts: Sequence[str], *, max_tokens: int,
                     max_length: int) -> list[list[int]]:
-    """Token windows of held-out text: the texts tokenised, joined by the EOS token,
-    cut to ``max_tokens`` tokens and split into windows of ``max_length``."""
+    """Token windows of held-out text: the texts tokenised, joined by the EOS token, cut
+    to ``max_tokens`` tokens and split into windows of ``max_length``, each window starting
+    with the tokens the tokenizer puts before a text (Gemma's BOS, SmolLM2's
+    ``<|endoftext|>``, nothing for GPT-2), as every prompt the model is scored on does."""
     sep = tokenizer.eos_token_id
     ids: list[int] = []
     for text in texts:
@@ -59,9 +73,7 @@ def heldout_windows(tokenizer: Any, texts: Sequence[str], *, max_tokens: int,
         ids += list(tokenizer(text, add_special_tokens=False)["input_ids"])
         if len(ids) >= max_tokens:
             break
-    ids = ids[:max_tokens]
-    windows = [ids[s:s + max_length] for s in range(0, len(ids), max_length)]
-    windows = [w for w in windows if len(w) >= 2]
+    windows = _cut(start_token_ids(tokenizer), ids[:max_tokens], max_length)
     if not windows:
         raise ValueError("held-out texts: fewer than 2 tokens, no perplexity to measure")
     return windows

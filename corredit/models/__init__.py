@@ -33,7 +33,7 @@ from corredit.models.handle import (
 )
 from corredit.models.loading import load
 from corredit.models.subject import (
-    SubjectNotFoundError, prompt_token_ids, subject_token_index, subject_token_indices,
+    SubjectNotFoundError, prompt_token_ids, start_token_ids, subject_token_index, subject_token_indices,
 )
 from corredit.models.tracing import (
     Addition, Site, StopForward, TraceResult, eval_mode, trace, tracing,
@@ -65,6 +65,7 @@ __all__ = [
     "subject_token_index",
     "subject_token_indices",
     "prompt_token_ids",
+    "start_token_ids",
     "SubjectNotFoundError",
     "snapshot",
     "param_checksum",

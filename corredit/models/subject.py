@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-__all__ = ["SubjectNotFoundError", "subject_token_index", "subject_token_indices", "prompt_token_ids"]
+__all__ = ["SubjectNotFoundError", "subject_token_index", "subject_token_indices", "prompt_token_ids",
+           "start_token_ids"]
 
 
 def prompt_token_ids(tokenizer: Any, prompt: str) -> list[int]:
@@ -34,6 +35,18 @@ def prompt_token_ids(tokenizer: Any, prompt: str) -> list[int]:
         if full[start:start + n] == plain:
             return full[: start + n]
     return full
+
+
+def start_token_ids(tokenizer: Any) -> list[int]:
+    """The special tokens (a BOS, SmolLM2's ``<|endoftext|>``) the tokenizer puts before
+    every text it encodes, as :func:`prompt_token_ids` keeps them; ``[]`` for GPT-2.
+    Example: ``start_token_ids(gemma_tokenizer) == [2]``."""
+    probe = "text"
+    ids = prompt_token_ids(tokenizer, probe)
+    plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    if ids[len(ids) - len(plain):] != plain:
+        raise ValueError("the tokenizer encodes 'text' differently with and without special tokens")
+    return ids[:len(ids) - len(plain)]
 
 
 class SubjectNotFoundError(ValueError):
