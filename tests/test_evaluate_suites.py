@@ -318,6 +318,15 @@ def test_heldout_windows_start_as_prompts_do(h):
         heldout_windows(h.tokenizer, texts, max_tokens=20, max_length=len(start))
 
 
+def test_start_token_ids_refuses_a_tokenizer_it_cannot_read():
+    class Odd:                                   # special tokens change the text's own ids
+        def __call__(self, text, add_special_tokens=True):
+            return {"input_ids": [1, 7, 8] if add_special_tokens else [5]}
+
+    with pytest.raises(ValueError, match="Odd: 'text' encodes as"):
+        start_token_ids(Odd())
+
+
 def test_norm_growth_on_hand_edited_matrix(h):
     names = [h.adapter.param_name("mlp_out", 1), h.adapter.param_name("mlp_out", 2)]
     snap = snapshot(h.model, names)

@@ -89,16 +89,21 @@ class GraceHParams(HParams):
 def last_token_keys(h, prompts: Sequence[str], layers: Sequence[int]) -> dict[int, torch.Tensor]:
     """GRACE's keys: per layer, ``(len(prompts), d_k)`` float32, the input of the layer's MLP
     output module at each prompt's last token (one forward pass up to the last layer)."""
+    return _last_token_keys(h, [prompt_ids(h.tokenizer, p) for p in prompts], layers)
+
+
+def _last_token_keys(h, ids: Sequence[Sequence[int]], layers: Sequence[int]
+                     ) -> dict[int, torch.Tensor]:
+    """:func:`last_token_keys` of prompts already encoded with ``prompt_ids``."""
     from corredit.models import Site, trace
 
-    batch = pack([prompt_ids(h.tokenizer, p) for p in prompts], pad_id=h.tokenizer.pad_token_id,
-                 device=h.device)
+    batch = pack(list(ids), pad_id=h.tokenizer.pad_token_id, device=h.device)
     sites = [Site("mlp_out", layer, "input") for layer in layers]
     with torch.no_grad():
         res = trace(h, batch.input_ids, attention_mask=batch.attention_mask, read=sites,
                     stop_at_layer=max(layers))
     last = batch.attention_mask.sum(1) - 1
-    rows = torch.arange(len(prompts), device=last.device)
+    rows = torch.arange(len(ids), device=last.device)
     return {s.layer: res.values[s][rows, last].float() for s in sites}
 
 
@@ -202,7 +207,7 @@ class GRACE(MemoryEditor):
     def _edit_one(self, h, hp: GraceHParams, book: Codebook, request, seed: int):
         p, t = self._sequence(h, request)
         batch = pack([p + t[:-1]], pad_id=h.tokenizer.pad_token_id, device=h.device)
-        query = last_token_keys(h, [request.rewrite_prompt], [hp.layer])[hp.layer][0]
+        query = _last_token_keys(h, [p], [hp.layer])[hp.layer][0]     # p: already encoded
         label = tuple(t)
         dist = math.nan
         if len(book) == 0:

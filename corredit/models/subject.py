@@ -45,7 +45,8 @@ def start_token_ids(tokenizer: Any) -> list[int]:
     ids = prompt_token_ids(tokenizer, probe)
     plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
     if ids[len(ids) - len(plain):] != plain:
-        raise ValueError("the tokenizer encodes 'text' differently with and without special tokens")
+        raise ValueError(f"{type(tokenizer).__name__}: 'text' encodes as {ids} with special tokens "
+                         f"but {plain} without, so no start tokens can be told apart")
     return ids[:len(ids) - len(plain)]
 
 
