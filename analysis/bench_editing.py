@@ -180,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--n-edits", type=int, default=16, help="edits in the value benchmark and the MEMIT/FT batch")
     parser.add_argument("--rome-edits", type=int, default=16, help="ROME edits applied one after another")
     parser.add_argument("--stats-tokens", type=int, default=20_000)
+    parser.add_argument("--stats-repeats", type=int, default=5,
+                        help="alternations of the statistics pass and the bare forward pass")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -217,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     # -- statistics vs bare forward (same pre-tokenized batches, best of two) ---------
     if "stats" in run:
         layers = list(mhp.layers)
-        thr = {p: measure_throughput(h, layers, corpus, max_tokens=args.stats_tokens, repeats=2,
+        thr = {p: measure_throughput(h, layers, corpus, max_tokens=args.stats_tokens, repeats=args.stats_repeats,
                                      precision=p) for p in ("mixed", "float64")}
         for p, t in thr.items():
             print(f"second moments at layers {layers} ({p}): {t['stats_tokens_per_s']:.0f} tokens/s; "

@@ -169,6 +169,36 @@ def test_a_finished_run_written_before_an_option_existed_resumes(good_run, tmp_p
         run_experiment(cfg.replace(seeds=(5,)), out)
 
 
+def test_adding_seeds_extends_a_finished_run(good_run, tmp_path):
+    """A config that only adds seeds keeps the folder's finished trials and runs the new
+    seeds' trials, whose rows are those of a run of the new seed alone."""
+    import shutil
+
+    cfg, out0, rows = good_run
+    out = tmp_path / "copy"
+    shutil.copytree(out0, out)
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "trials").glob("*.parquet")}
+    n_events = len((out / "log.jsonl").read_text().splitlines())
+    both = run_experiment(cfg.replace(seeds=(0, 1)), out)
+    new = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()[n_events:]]
+    started = [e["trial"] for e in new if e["event"] == "trial_start"]
+    assert started and all(t.endswith("-s1") for t in started)
+    assert [e["seeds"] for e in new if e["event"] == "seeds_added"] == [[1]]
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "trials").glob("*.parquet")
+            if p.name in stamps} == stamps
+    assert json.loads((out / "config.json").read_text())["seeds"] == [0, 1]
+    key = ["trial", "case_id", "suite", "metric", "prompt_kind", "prompt_index", "step"]
+    old = both[both["seed"] == 0].sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(old, rows.sort_values(key).reset_index(drop=True))
+    alone = run_experiment(cfg.replace(seeds=(1,)), tmp_path / "alone")
+    pd.testing.assert_frame_equal(both[both["seed"] == 1].sort_values(key).reset_index(drop=True),
+                                  alone.sort_values(key).reset_index(drop=True))
+    # dropping or reordering seeds is another configuration
+    for seeds in ((1,), (1, 0), (0,)):
+        with pytest.raises(ValueError, match="another configuration .*seeds"):
+            run_experiment(cfg.replace(seeds=seeds), out)
+
+
 def test_health_texts_are_cleaned_as_named(tmp_path):
     from corredit.stats.sources import read_texts
 

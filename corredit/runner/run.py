@@ -165,25 +165,34 @@ class Runner:
     def write_config(self) -> None:
         """Write ``config.json`` (the config plus ``code_version``). A folder holding
         another configuration is refused when it holds a finished trial and taken over
-        otherwise; a different code version is only logged."""
+        otherwise, except that a config adding seeds to the folder's (and changing nothing
+        else) extends it: its trials are kept and the new seeds' trials run. A different
+        code version is only logged."""
         record = {**_identity(self.config), "code_version": self.code_version}
         path = self.folder.root / "config.json"
         if path.exists():
             old = self.folder.read_config()
             old_version = old.pop("code_version", None)
             old = _with_defaults(old)
-            if old == _identity(self.config):
+            new = _identity(self.config)
+            if old == new:
                 if old_version != self.code_version:
                     log.warning("%s: resuming a run started with code version %s under %s",
                                 self.folder.root, old_version, self.code_version)
                 return
             if self.folder.finished_trials():
-                changed = sorted(k for k in set(old) | set(record) - {"code_version"}
-                                 if old.get(k) != record.get(k))
-                raise ValueError(
-                    f"{path}: this run folder holds another configuration (differs in "
-                    f"{', '.join(changed)}); use a new output folder or delete this one")
-            self.folder.clear(_DERIVED)
+                added = _added_seeds(old, new)
+                if added is None:
+                    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                    raise ValueError(
+                        f"{path}: this run folder holds another configuration (differs in "
+                        f"{', '.join(changed)}); use a new output folder or delete this one")
+                log.warning("%s: adding seeds %s to the run's %s (its finished trials are kept)",
+                            self.folder.root, added, old["seeds"])
+                self.folder.log("seeds_added", seeds=added, code_version=self.code_version)
+                (self.folder.root / "results.parquet").unlink(missing_ok=True)  # consolidated anew
+            else:
+                self.folder.clear(_DERIVED)
         self.folder.write_config(record, replace=True)
 
     def write_inputs(self) -> None:
@@ -323,6 +332,19 @@ def _with_defaults(record: dict[str, Any]) -> dict[str, Any]:
         return _identity(RunConfig.from_dict(record, source="config.json"))
     except (ValueError, TypeError, KeyError):
         return record
+
+
+def _added_seeds(old: dict[str, Any], new: dict[str, Any]) -> list[Any] | None:
+    """The seeds ``new`` adds to ``old`` when that is their only difference (the old
+    seeds kept, in their order); None otherwise."""
+    old_seeds, new_seeds = old.get("seeds"), new.get("seeds")
+    if not isinstance(old_seeds, list) or not isinstance(new_seeds, list):
+        return None
+    if new_seeds[: len(old_seeds)] != old_seeds or len(new_seeds) == len(old_seeds):
+        return None
+    if {k: v for k, v in old.items() if k != "seeds"} != {k: v for k, v in new.items() if k != "seeds"}:
+        return None
+    return new_seeds[len(old_seeds):]
 
 
 def _identity(config: RunConfig) -> dict[str, Any]:

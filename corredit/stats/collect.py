@@ -24,6 +24,7 @@ bit the result of an uninterrupted run (same batches, same order).
 from __future__ import annotations
 
 import itertools
+import statistics
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -321,10 +322,12 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
                        flush_tokens: int | None = None) -> dict[str, float]:
     """Tokens per second of the statistics pass and of a bare forward pass to the same
     top layer, on the same pre-tokenized batches (tokenization is excluded from both).
-    With ``repeats > 1`` the two passes alternate and the best time of each counts.
+    The two passes alternate ``repeats`` times; each throughput is from its best time, and
+    ``ratio`` is the median over repeats of ``stats / forward`` measured back to back
+    (robust to the machine's speed drifting between repeats).
 
-    Returns ``{"tokens", "stats_tokens_per_s", "forward_tokens_per_s", "ratio"}`` with
-    ``ratio = stats / forward`` (1.0 = no overhead)."""
+    Returns ``{"tokens", "stats_tokens_per_s", "forward_tokens_per_s", "ratio",
+    "ratios"}`` (1.0 = no overhead; ``ratios``: each repeat's)."""
     layers = _check_layers(h, layers)
     batches = list(iter_token_batches(h.tokenizer, corpus, batch_size=batch_size,
                                       max_length=max_length, max_tokens=max_tokens))
@@ -343,7 +346,7 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
 
     bare_forward(h, max(layers), warm)
     stats_pass(warm)
-    t_fwd = t_stats = float("inf")
+    t_fwd, t_stats, ratios = [], [], []
     n = 0
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
@@ -351,7 +354,9 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
         t1 = time.perf_counter()
         stats_pass(batches)
         t2 = time.perf_counter()
-        t_fwd, t_stats = min(t_fwd, t1 - t0), min(t_stats, t2 - t1)
-    fwd, st = n / t_fwd, n / t_stats
-    return {"tokens": float(n), "stats_tokens_per_s": st, "forward_tokens_per_s": fwd,
-            "ratio": st / fwd}
+        t_fwd.append(t1 - t0)
+        t_stats.append(t2 - t1)
+        ratios.append((t1 - t0) / (t2 - t1))
+    return {"tokens": float(n), "stats_tokens_per_s": n / min(t_stats),
+            "forward_tokens_per_s": n / min(t_fwd), "ratio": statistics.median(ratios),
+            "ratios": ratios}
