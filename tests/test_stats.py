@@ -16,6 +16,7 @@ from corredit.stats import (
     TextsCorpus,
     iter_token_batches,
     load_npz,
+    measure_throughput,
     save_npz,
     second_moments,
 )
@@ -184,6 +185,17 @@ def test_mixed_error_within_the_stated_bound(h, corpus):
     # typical errors: far inside the worst case, about sqrt(M) u of |K|^T |K|
     assert float((err / absolute.clamp(min=1e-30)).max()) < error_bound(block) / 4
     assert float(err.norm() / exact.norm()) < 1e-6
+
+
+def test_throughput_counts_the_budget_and_reports_each_repeat(h, corpus):
+    import statistics
+
+    res = measure_throughput(h, [0, 2], corpus, max_tokens=60, batch_size=4, repeats=3,
+                             precision="mixed")
+    assert res["tokens"] == 60
+    assert len(res["ratios"]) == 3 and res["ratio"] == statistics.median(res["ratios"])
+    assert res["stats_tokens_per_s"] > 0 and res["forward_tokens_per_s"] > 0
+    assert all(r > 0 for r in res["ratios"])
 
 
 def test_mixed_resumed_equals_uninterrupted(tmp_path, h, corpus):
