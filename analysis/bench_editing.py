@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             h, memit, mhp.replace(context_prompts=ref.context_prompts,
                                   context_templates=ref.context_templates), reqs, args.seed)
 
-    # -- statistics vs bare forward (same pre-tokenized batches, best of two) ---------
+    # -- statistics vs bare forward (same pre-tokenized batches, median of paired ratios)
     if "stats" in run:
         layers = list(mhp.layers)
         thr = {p: measure_throughput(h, layers, corpus, max_tokens=args.stats_tokens, repeats=args.stats_repeats,

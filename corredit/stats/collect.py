@@ -319,7 +319,7 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
                        batch_size: int = 16, max_length: int | None = 128,
                        warmup_batches: int = 1, repeats: int = 1,
                        blocks: int | None = None, precision: str = "float64",
-                       flush_tokens: int | None = None) -> dict[str, float]:
+                       flush_tokens: int | None = None) -> dict[str, Any]:
     """Tokens per second of the statistics pass and of a bare forward pass to the same
     top layer, on the same pre-tokenized batches (tokenization is excluded from both).
     The two passes alternate ``repeats`` times; each throughput is from its best time, and
