@@ -196,6 +196,8 @@ def test_throughput_counts_the_budget_and_reports_each_repeat(h, corpus):
     assert len(res["ratios"]) == 3 and res["ratio"] == statistics.median(res["ratios"])
     assert res["stats_tokens_per_s"] > 0 and res["forward_tokens_per_s"] > 0
     assert all(r > 0 for r in res["ratios"])
+    with pytest.raises(ValueError, match="repeats must be at least 1, got 0"):
+        measure_throughput(h, [0], corpus, max_tokens=10, repeats=0)
 
 
 def test_mixed_resumed_equals_uninterrupted(tmp_path, h, corpus):

@@ -329,6 +329,8 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
     Returns ``{"tokens", "stats_tokens_per_s", "forward_tokens_per_s", "ratio",
     "ratios"}`` (1.0 = no overhead; ``ratios``: each repeat's)."""
     layers = _check_layers(h, layers)
+    if repeats < 1:
+        raise ValueError(f"measure_throughput: repeats must be at least 1, got {repeats}")
     batches = list(iter_token_batches(h.tokenizer, corpus, batch_size=batch_size,
                                       max_length=max_length, max_tokens=max_tokens))
     warm = batches[:warmup_batches]
@@ -348,7 +350,7 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
     stats_pass(warm)
     t_fwd, t_stats, ratios = [], [], []
     n = 0
-    for _ in range(max(1, repeats)):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         n = bare_forward(h, max(layers), batches)
         t1 = time.perf_counter()

@@ -62,7 +62,7 @@ def register(subparsers: Any) -> None:
 
     t = sub.add_parser("throughput", help="tokens/s of the statistics pass vs a bare forward")
     _common(t)
-    t.add_argument("--repeats", type=int, default=3, help="alternate runs; best time counts")
+    t.add_argument("--repeats", type=int, default=3, help="alternations of the two passes; the ratio is the median of theirs")
     t.set_defaults(func=_throughput)
 
 
