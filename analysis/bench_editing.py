@@ -18,7 +18,9 @@ by side in one run:
 * the per-edit loop against the joint optimisation (MEMIT's templates, and the reference
   templates), as ``value_loop`` and ``reference_templates``;
 * second-moment collection (``"mixed"`` and ``"float64"`` precision) against a bare
-  forward pass over the same tokens to the same top layer;
+  forward pass over the same tokens to the same top layer (``stats_ratio``), and the key
+  products timed alone, giving ``stats_ceiling``: forward / (forward + products), the
+  ratio a pass that added nothing but its products to the forward pass would reach;
 * :func:`corredit.evaluate.score_targets` over the edits' prompts;
 * seconds per edit of FT-L, ROME (facts applied one after another, and each from the
   unedited model with jointly optimised values: ``rome_independent``) and MEMIT (one batch).
@@ -224,16 +226,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for p, t in thr.items():
             print(f"second moments at layers {layers} ({p}): {t['stats_tokens_per_s']:.0f} tokens/s; "
                   f"bare forward to layer {max(layers)}: {t['forward_tokens_per_s']:.0f} tokens/s "
-                  f"(ratio {t['ratio']:.2f}, {int(t['tokens'])} tokens)")
+                  f"(ratio {t['ratio']:.2f}, {int(t['tokens'])} tokens); key products alone: "
+                  f"{t['products_tokens_per_s']:.0f} tokens/s (ceiling forward/(forward+products) "
+                  f"{t['ceiling']:.2f})")
         mixed, f64 = thr["mixed"], thr["float64"]
         result.update({
             "stats_precision": "mixed",
             "stats_tokens_per_s": round(mixed["stats_tokens_per_s"], 1),
             "forward_tokens_per_s": round(mixed["forward_tokens_per_s"], 1),
             "stats_ratio": round(mixed["ratio"], 3),
+            "stats_ceiling": round(mixed["ceiling"], 3),
+            "products_tokens_per_s": round(mixed["products_tokens_per_s"], 1),
             "stats_float64_tokens_per_s": round(f64["stats_tokens_per_s"], 1),
             "forward_tokens_per_s_float64_run": round(f64["forward_tokens_per_s"], 1),
             "stats_float64_ratio": round(f64["ratio"], 3),
+            "stats_float64_ceiling": round(f64["ceiling"], 3),
         })
 
     if "scoring" in run:

@@ -196,8 +196,28 @@ def test_throughput_counts_the_budget_and_reports_each_repeat(h, corpus):
     assert len(res["ratios"]) == 3 and res["ratio"] == statistics.median(res["ratios"])
     assert res["stats_tokens_per_s"] > 0 and res["forward_tokens_per_s"] > 0
     assert all(r > 0 for r in res["ratios"])
+    assert res["products_tokens_per_s"] > 0 and 0 < res["ceiling"] < 1
     with pytest.raises(ValueError, match="repeats must be at least 1, got 0"):
         measure_throughput(h, [0], corpus, max_tokens=10, repeats=0)
+    with pytest.raises(ValueError, match="product_tokens must be positive"):
+        measure_throughput(h, [0], corpus, max_tokens=10, product_tokens=0)
+    with pytest.raises(ValueError, match="corpus 'empty' yields no tokens"):
+        measure_throughput(h, [0], TextsCorpus(["   "], identity="empty"), max_tokens=10)
+
+
+def test_products_are_timed_on_the_keys_the_pass_multiplies(h, corpus):
+    from corredit.stats.throughput import _captured_keys
+
+    batches = list(iter_token_batches(h.tokenizer, corpus, batch_size=4, max_tokens=60))
+    captured = _captured_keys(h, [0, 2], batches, max_tokens=10_000)
+    assert len(captured) == len(batches) and sum(n for _, n in captured) == 60
+    assert all(keys[l].shape == (n, h.key_size) for keys, n in captured for l in (0, 2))
+    mom = second_moments(h, [0, 2], corpus, max_tokens=60, batch_size=4)
+    for layer in (0, 2):
+        k = torch.cat([keys[layer] for keys, _ in captured]).double()
+        torch.testing.assert_close(k.T @ k, mom[layer].sum, rtol=1e-9, atol=1e-9)
+    first = _captured_keys(h, [0, 2], batches, max_tokens=1)
+    assert len(first) == 1 and first[0][1] == batches[0].n_tokens
 
 
 def test_mixed_resumed_equals_uninterrupted(tmp_path, h, corpus):

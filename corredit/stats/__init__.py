@@ -19,10 +19,8 @@ from corredit.stats.collect import (
     StatsState,
     TokenBatch,
     accumulate,
-    bare_forward,
     context_length,
     iter_token_batches,
-    measure_throughput,
     second_moments,
 )
 from corredit.stats.corpus import (
@@ -36,6 +34,7 @@ from corredit.stats.corpus import (
 from corredit.stats.moment import SecondMoment
 from corredit.stats.npz import load_npz, reference_filename, save_npz
 from corredit.stats.provenance import ProvenanceError, WeightsHasher, weights_hash
+from corredit.stats.throughput import bare_forward, measure_throughput
 
 __all__ = [
     "second_moments",

@@ -24,7 +24,6 @@ bit the result of an uninterrupted run (same batches, same order).
 from __future__ import annotations
 
 import itertools
-import statistics
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -44,8 +43,6 @@ __all__ = [
     "StatsState",
     "TokenBatch",
     "iter_token_batches",
-    "bare_forward",
-    "measure_throughput",
     "context_length",
     "add_upper",
     "PRECISIONS",
@@ -294,71 +291,3 @@ def _param_module(h: Any, layer: int) -> str | None:
     except Exception:  # an adapter without parameter names still yields statistics
         return None
     return name[: -len(".weight")] if name.endswith(".weight") else name
-
-
-def bare_forward(h: Any, top_layer: int, batches: Iterable[TokenBatch]) -> int:
-    """Run the model to ``top_layer`` (inclusive) on ``batches`` reading nothing; returns
-    the number of non-padding tokens. The baseline that a statistics pass is timed
-    against."""
-    from corredit.models import trace
-
-    n = 0
-    with eval_mode(h.model), torch.no_grad():
-        for b in batches:
-            if not b.n_tokens:
-                continue
-            ids = b.input_ids.to(h.device, non_blocking=True)
-            mask = b.attention_mask.to(h.device, non_blocking=True)
-            trace(h, ids, attention_mask=mask, read=[], stop_at_layer=top_layer)
-            n += b.n_tokens
-    _sync(h.device)
-    return n
-
-
-def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tokens: int,
-                       batch_size: int = 16, max_length: int | None = 128,
-                       warmup_batches: int = 1, repeats: int = 1,
-                       blocks: int | None = None, precision: str = "float64",
-                       flush_tokens: int | None = None) -> dict[str, Any]:
-    """Tokens per second of the statistics pass and of a bare forward pass to the same
-    top layer, on the same pre-tokenized batches (tokenization is excluded from both).
-    The two passes alternate ``repeats`` times; each throughput is from its best time, and
-    ``ratio`` is the median over repeats of ``stats / forward`` measured back to back
-    (robust to the machine's speed drifting between repeats).
-
-    Returns ``{"tokens", "stats_tokens_per_s", "forward_tokens_per_s", "ratio",
-    "ratios"}`` (1.0 = no overhead; ``ratios``: each repeat's)."""
-    layers = _check_layers(h, layers)
-    if repeats < 1:
-        raise ValueError(f"measure_throughput: repeats must be at least 1, got {repeats}")
-    batches = list(iter_token_batches(h.tokenizer, corpus, batch_size=batch_size,
-                                      max_length=max_length, max_tokens=max_tokens))
-    warm = batches[:warmup_batches]
-    acc = _Accumulator(h, layers, blocks, precision, flush_tokens)
-
-    def stats_pass(bs: list[TokenBatch]) -> int:
-        state = StatsState({l: SecondMoment.zeros(h.key_size, layer=l, device=h.device)
-                            for l in layers})
-        with eval_mode(h.model), torch.no_grad():
-            for b in bs:
-                acc.add(state, b)
-            acc.finish(state)
-        _sync(h.device)
-        return state.tokens
-
-    bare_forward(h, max(layers), warm)
-    stats_pass(warm)
-    t_fwd, t_stats, ratios = [], [], []
-    n = 0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        n = bare_forward(h, max(layers), batches)
-        t1 = time.perf_counter()
-        stats_pass(batches)
-        t2 = time.perf_counter()
-        t_fwd.append(t1 - t0)
-        t_stats.append(t2 - t1)
-        ratios.append((t1 - t0) / (t2 - t1))
-    return {"tokens": float(n), "stats_tokens_per_s": n / min(t_stats),
-            "forward_tokens_per_s": n / min(t_fwd), "ratio": statistics.median(ratios),
-            "ratios": ratios}

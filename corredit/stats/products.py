@@ -31,12 +31,12 @@ Precisions (:data:`PRECISIONS`):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 __all__ = ["PRECISIONS", "DEFAULT_FLUSH_TOKENS", "KeyProducts", "add_upper", "symmetrize",
-           "default_blocks", "error_bound"]
+           "default_blocks", "error_bound", "forward_keys"]
 
 #: Accumulation precisions (see module docstring): the dtype of the products.
 PRECISIONS: dict[str, torch.dtype] = {"float64": torch.float64, "mixed": torch.float32}
@@ -105,6 +105,34 @@ class _Stop(Exception):
     """Raised by the hook of the highest layer once its keys are multiplied."""
 
 
+def forward_keys(h: Any, layers: list[int], input_ids: torch.Tensor,
+                 attention_mask: torch.Tensor, on_keys: Callable[[int, torch.Tensor], None]) -> None:
+    """One forward pass over a right-padded batch that calls ``on_keys(layer, keys)`` with
+    the ``(tokens, d_k)`` keys of the non-padding tokens at each of ``layers`` (lowest
+    first) where they are made, and stops at the highest layer's key."""
+    model, adapter, top = h.model, h.adapter, max(layers)
+    keep = None if bool(attention_mask.all()) else attention_mask.reshape(-1).nonzero().flatten()
+
+    def hook_for(layer: int):
+        def hook(module, args):
+            x = args[0]
+            k = x.reshape(-1, x.shape[-1])
+            on_keys(layer, k if keep is None else k.index_select(0, keep))
+            if layer == top:
+                raise _Stop()
+        return hook
+
+    handles = [adapter.module(model, "mlp_out", l).register_forward_pre_hook(hook_for(l))
+               for l in layers]
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    except _Stop:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 class KeyProducts:
     """Adds every requested layer's ``Σ k kᵀ`` of one batch with one forward pass (see
     module docstring); the state's sums hold only the upper block rows until the end."""
@@ -132,39 +160,26 @@ class KeyProducts:
     def run(self, state: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
             n_tokens: int) -> None:
         """One forward pass over a right-padded batch; adds its non-padding keys."""
-        model, adapter = self.h.model, self.h.adapter
-        full = bool(attention_mask.all())
-        keep = None if full else attention_mask.reshape(-1).nonzero().flatten()
-        mixed = self.dtype != torch.float64
+        forward_keys(self.h, self.layers, input_ids, attention_mask,
+                     lambda layer, keys: self.add(state, layer, keys, n_tokens))
+        self.end_batch(state, n_tokens)
 
-        def hook_for(layer: int):
-            def hook(module, args):
-                x = args[0]
-                k = x.reshape(-1, x.shape[-1])
-                if keep is not None:
-                    k = k.index_select(0, keep)
-                if mixed:
-                    if layer not in self.partial:
-                        self.partial[layer] = torch.zeros(k.shape[1], k.shape[1], dtype=self.dtype,
-                                                          device=k.device)
-                    add_upper(self.partial[layer], k, self.blocks, self.precision)
-                else:
-                    add_upper(state.moments[layer].sum, k, self.blocks, self.precision)
-                state.moments[layer].count += n_tokens
-                if layer == self.top:
-                    raise _Stop()
-            return hook
+    def add(self, state: Any, layer: int, keys: torch.Tensor, n_tokens: int) -> None:
+        """Add one batch's ``(n_tokens, d_k)`` keys of ``layer``; :meth:`end_batch` follows
+        once every layer of the batch is added."""
+        if self.dtype != torch.float64:
+            if layer not in self.partial:
+                self.partial[layer] = torch.zeros(keys.shape[1], keys.shape[1], dtype=self.dtype,
+                                                  device=keys.device)
+            add_upper(self.partial[layer], keys, self.blocks, self.precision)
+        else:
+            add_upper(state.moments[layer].sum, keys, self.blocks, self.precision)
+        state.moments[layer].count += n_tokens
 
-        handles = [adapter.module(model, "mlp_out", l).register_forward_pre_hook(hook_for(l))
-                   for l in self.layers]
-        try:
-            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-        except _Stop:
-            pass
-        finally:
-            for handle in handles:
-                handle.remove()
-        if mixed:
+    def end_batch(self, state: Any, n_tokens: int) -> None:
+        """Count the batch's tokens into the partial sums; flush once they reach
+        ``flush_tokens`` (``"mixed"``)."""
+        if self.dtype != torch.float64:
             self.pending += n_tokens
             if self.pending >= self.flush_tokens:
                 self.flush(state)
