@@ -60,7 +60,8 @@ def register(subparsers: Any) -> None:
     c.add_argument("--progress", action="store_true")
     c.set_defaults(func=_compute)
 
-    t = sub.add_parser("throughput", help="tokens/s of the statistics pass vs a bare forward")
+    t = sub.add_parser("throughput", help="tokens/s of the statistics pass vs a bare forward, and "
+                       "the ceiling forward/(forward+products) that its key products allow")
     _common(t)
     t.add_argument("--repeats", type=int, default=3, help="alternations of the two passes; the ratio is the median of theirs")
     t.set_defaults(func=_throughput)
