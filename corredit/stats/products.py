@@ -102,7 +102,7 @@ def symmetrize(total: torch.Tensor) -> torch.Tensor:
 
 
 class _Stop(Exception):
-    """Raised by the hook of the highest layer once its keys are multiplied."""
+    """Raised by the hook of the highest layer once its keys are handed on."""
 
 
 def forward_keys(h: Any, layers: list[int], input_ids: torch.Tensor,
@@ -141,7 +141,6 @@ class KeyProducts:
                  precision: str = "float64", flush_tokens: int | None = None) -> None:
         self.h = h
         self.layers = sorted(int(l) for l in layers)
-        self.top = self.layers[-1]
         self.blocks = default_blocks(h.key_size) if blocks is None else int(blocks)
         self.precision = precision
         self.dtype = product_dtype(precision)
