@@ -195,15 +195,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     import torch
 
     from corredit.editors import MemitHParams, get_editor
+    from corredit.heap import steady_heap
     from corredit.models import Site, load
     from corredit.stats import measure_throughput, second_moments
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    steady = steady_heap()
     h = load(args.model, device=args.device)
     reqs, corpus = _workload(args.model, args.n_edits, args.seed, args.stats_tokens)
     print(f"model {h.name}: {h.n_layers} layers, d={h.hidden_size}, d_k={h.key_size}; "
-          f"{len(reqs)} edits; torch threads {torch.get_num_threads()}")
+          f"{len(reqs)} edits; torch threads {torch.get_num_threads()}; steady heap {steady}")
 
     result: dict = {"model": h.name, "n_edits": len(reqs)}
     rome, memit = get_editor("rome")(), get_editor("memit")()
@@ -264,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
               f"edits in {secs:.2f}s ({secs_per_edit['rome_independent']:.2f} s per edit)")
         result["seconds_per_edit"] = {k: round(v, 3) for k, v in secs_per_edit.items()}
     result["torch_threads"] = torch.get_num_threads()
+    result["steady_heap"] = steady
     print(json.dumps(result))
     return result
 

@@ -23,12 +23,12 @@ from typing import Any
 from corredit.types import EditRequest, MultiHopQuestion, LocalityPrompt
 
 __all__ = ["EditRequest", "MultiHopQuestion", "LocalityPrompt", "__version__", "edit",
-           "score", "restore", "run_experiment", "load", "load_world"]
+           "score", "restore", "run_experiment", "load", "load_world", "steady_heap"]
 __version__ = "0.1.0"
 
 _LAZY = {"edit": "corredit.api", "score": "corredit.api", "restore": "corredit.api",
          "run_experiment": "corredit.api", "load": "corredit.models",
-         "load_world": "corredit.world"}
+         "load_world": "corredit.world", "steady_heap": "corredit.heap"}
 
 
 def __getattr__(name: str) -> Any:

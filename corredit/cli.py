@@ -57,9 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse ``argv`` and run the chosen handler (``args.func``). A user's
     error (a bad value, a missing file, an unknown name, a busy run folder) prints one
     line and returns 2; Ctrl-C prints one line and returns 130; anything else is a bug
-    and shows its traceback."""
+    and shows its traceback. The process's heap is made steady first
+    (:func:`corredit.heap.steady_heap`)."""
+    from corredit.heap import steady_heap
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    steady_heap()
     try:
         result = args.func(args)
     except KeyboardInterrupt:

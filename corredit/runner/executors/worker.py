@@ -69,11 +69,13 @@ def _runner(job: WorkerJob, *, prepared: bool = True) -> Any:
     import torch
 
     from corredit.config import RunConfig
+    from corredit.heap import steady_heap
     from corredit.results import RunFolder
     from corredit.runner.executors.state import TrialStates
     from corredit.runner.run import Runner
 
     os.environ.update(job.env)
+    steady_heap()
     if os.path.isdir(job.cwd):
         os.chdir(job.cwd)
     cfg = RunConfig.from_dict(job.config, source=f"{job.out}/config.json")
