@@ -9,8 +9,8 @@ glibc's ``malloc`` serves blocks above an adaptive threshold with ``mmap`` and h
 free memory at the top of its heap back to the kernel once it exceeds a second,
 adaptive threshold. A forward pass allocates and frees activations of a few MiB per
 layer, so depending on the heap's history every batch may fault its activations back
-in, page by page, from fresh zeroed memory. On 2 cores that made the same statistics
-pass up to 1.6x slower from one process to the next. :func:`steady_heap` fixes both
+in, page by page, from fresh zeroed memory. On 2 cores that made the same forward pass
+up to 1.8x slower from one process to the next. :func:`steady_heap` fixes both
 thresholds: blocks under ``mmap_threshold`` come from the heap, and up to
 ``trim_threshold`` of free heap is kept for the next batch. Larger blocks (model
 weights, logits over a large vocabulary) are still mapped and returned when freed. The
