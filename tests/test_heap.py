@@ -65,3 +65,14 @@ def test_steady_heap_rejects_bad_thresholds(kwargs):
     name = next(iter(kwargs))
     with pytest.raises(ValueError, match=f"steady_heap: {name} must be a whole number of bytes"):
         steady_heap(**kwargs)
+
+
+def test_the_corredit_command_makes_the_heap_steady_first(monkeypatch, capsys):
+    import corredit.heap
+    from corredit.cli import main
+
+    calls = []
+    monkeypatch.setattr(corredit.heap, "steady_heap", lambda *a, **k: calls.append(a) or True)
+    assert main(["models", "list"]) == 0
+    assert calls == [()]
+    assert "smollm2-135m" in capsys.readouterr().out
