@@ -88,13 +88,6 @@ def add_upper(total: torch.Tensor, keys: torch.Tensor, blocks: int = 1,
             total[a:b, a:] += (k[:, a:b].T @ k[:, a:]).to(total.dtype)
 
 
-def _add_upper_from(total: torch.Tensor, partial: torch.Tensor, blocks: int) -> None:
-    """``total += partial`` on the block rows' upper parts (where products were added)."""
-    e = _block_edges(total.shape[0], blocks)
-    for a, b in zip(e[:-1], e[1:]):
-        total[a:b, a:] += partial[a:b, a:]
-
-
 def symmetrize(total: torch.Tensor) -> torch.Tensor:
     """The symmetric matrix whose upper triangle (diagonal included) is ``total``'s."""
     upper = torch.triu(total)
@@ -187,6 +180,6 @@ class KeyProducts:
         """Add the float32 partial sums into the state's float64 sums and clear them."""
         self.max_block = max(self.max_block, self.pending)
         for layer, partial in self.partial.items():
-            _add_upper_from(state.moments[layer].sum, partial, self.blocks)
+            state.moments[layer].sum += partial     # zero below the block rows' upper parts
             partial.zero_()
         self.pending = 0
