@@ -16,7 +16,7 @@ thresholds: blocks under ``mmap_threshold`` come from the heap, and up to
 weights, logits over a large vocabulary) are still mapped and returned when freed. The
 cost: the process's resident memory stays near its peak.
 
-The ``corredit`` command, its run workers and the benchmarks call it at start;
+The ``corredit`` command, its run workers and ``analysis/bench_editing.py`` call it at start;
 ``CORREDIT_STEADY_HEAP=0`` in the environment turns it off there and here. Elsewhere
 (macOS, musl) it does nothing and returns False. The settings are process-wide.
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -42,7 +43,9 @@ _M_MMAP_THRESHOLD = -3
 _INT_MAX = 2 ** 31 - 1
 
 
+@functools.lru_cache(maxsize=None)
 def _glibc() -> ctypes.CDLL | None:
+    """This process's C library when it is glibc (looked up once), else None."""
     if not sys.platform.startswith("linux"):
         return None
     try:

@@ -4,8 +4,8 @@ Usage::
 
     from corredit.stats.products import KeyProducts
     prod = KeyProducts(h, layers=[2, 3], precision="mixed")
-    prod.run(state, input_ids, attention_mask)    # one forward pass, every layer's product
-    prod.flush(state)                             # pending float32 partial sums -> float64
+    prod.run(state, input_ids, attention_mask, n_tokens)   # one forward pass, every layer's product
+    prod.flush(state)                                      # pending float32 partial sums -> float64
 
 One forward pass per batch: a pre-hook on each requested layer's ``mlp_out`` multiplies the
 keys where they are made (no copies of the activations besides dropping padding), and
