@@ -20,7 +20,11 @@ by side in one run:
 * second-moment collection (``"mixed"`` and ``"float64"`` precision) against a bare
   forward pass over the same tokens to the same top layer (``stats_ratio``), and the key
   products timed alone, giving ``stats_ceiling``: forward / (forward + products), the
-  ratio a pass that added nothing but its products to the forward pass would reach;
+  ratio a pass that added nothing but its products to the forward pass would reach; the
+  products' rate (``stats_products_gflops``), one full ``kᵀk`` of the same keys
+  (``stats_full_product_gflops``, the host's matrix-product rate at these shapes), and
+  the rate a symmetric product would need for the pass to reach ``--stats-target``
+  (0.8) with nothing else added (``stats_gflops_needed``);
 * :func:`corredit.evaluate.score_targets` over the edits' prompts;
 * seconds per edit of FT-L, ROME (facts applied one after another, and each from the
   unedited model with jointly optimised values: ``rome_independent``) and MEMIT (one batch).
@@ -184,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--stats-tokens", type=int, default=20_000)
     parser.add_argument("--stats-repeats", type=int, default=5,
                         help="alternations of the statistics pass and the bare forward pass")
+    parser.add_argument("--stats-target", type=float, default=0.8,
+                        help="statistics/forward ratio whose required product rate is reported")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -198,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from corredit.heap import steady_heap
     from corredit.models import Site, load
     from corredit.stats import measure_throughput, second_moments
+    from corredit.stats.throughput import gflops_needed
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -231,6 +238,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
                   f"(ratio {t['ratio']:.2f}, {int(t['tokens'])} tokens); key products alone: "
                   f"{t['products_tokens_per_s']:.0f} tokens/s (ceiling forward/(forward+products) "
                   f"{t['ceiling']:.2f})")
+            need = gflops_needed(t["symmetric_flops_per_token"], t["forward_tokens_per_s"], args.stats_target)
+            t["gflops_needed"] = need
+            print(f"  key products at {t['products_gflops']:.0f} GFLOP/s ({t['product_flops_per_token']:,} "
+                  f"flops a token); one full product of the same keys at {t['full_product_gflops']:.0f} "
+                  f"GFLOP/s; a ratio of {args.stats_target} needs a symmetric product "
+                  f"({t['symmetric_flops_per_token']:,} flops a token) at {need:.0f} GFLOP/s with "
+                  f"nothing else added to the forward pass")
         mixed, f64 = thr["mixed"], thr["float64"]
         result.update({
             "stats_precision": "mixed",
@@ -239,6 +253,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "stats_ratio": round(mixed["ratio"], 3),
             "stats_ceiling": round(mixed["ceiling"], 3),
             "products_tokens_per_s": round(mixed["products_tokens_per_s"], 1),
+            "stats_products_gflops": round(mixed["products_gflops"], 1),
+            "stats_full_product_gflops": round(mixed["full_product_gflops"], 1),
+            "stats_target": args.stats_target,
+            "stats_gflops_needed": round(mixed["gflops_needed"], 1),
             "stats_float64_tokens_per_s": round(f64["stats_tokens_per_s"], 1),
             "forward_tokens_per_s_float64_run": round(f64["forward_tokens_per_s"], 1),
             "stats_float64_ratio": round(f64["ratio"], 3),

@@ -20,7 +20,8 @@ from corredit.stats import (
     save_npz,
     second_moments,
 )
-from corredit.stats.products import error_bound
+from corredit.stats.products import default_blocks, error_bound, product_flops
+from corredit.stats.throughput import gflops_needed
 
 TEXTS = [
     "The Eiffel Tower is located in the city of Paris, the capital of France.",
@@ -197,12 +198,36 @@ def test_throughput_counts_the_budget_and_reports_each_repeat(h, corpus):
     assert res["stats_tokens_per_s"] > 0 and res["forward_tokens_per_s"] > 0
     assert all(r > 0 for r in res["ratios"])
     assert res["products_tokens_per_s"] > 0 and 0 < res["ceiling"] < 1
+    d = h.key_size                       # 2 layers; default_blocks(d) row blocks
+    assert res["symmetric_flops_per_token"] == 2 * d * (d + 1)
+    assert res["product_flops_per_token"] == 2 * product_flops(d, default_blocks(d))
+    assert res["products_gflops"] == pytest.approx(
+        res["product_flops_per_token"] * res["products_tokens_per_s"] / 1e9)
+    assert res["full_product_gflops"] > 0
     with pytest.raises(ValueError, match="repeats must be at least 1, got 0"):
         measure_throughput(h, [0], corpus, max_tokens=10, repeats=0)
     with pytest.raises(ValueError, match="product_tokens must be positive"):
         measure_throughput(h, [0], corpus, max_tokens=10, product_tokens=0)
     with pytest.raises(ValueError, match="corpus 'empty' yields no tokens"):
         measure_throughput(h, [0], TextsCorpus(["   "], identity="empty"), max_tokens=10)
+
+
+def test_product_flops_count_the_block_rows_upper_parts():
+    assert product_flops(512, 1) == 2 * 512 * 512
+    assert product_flops(512, 8) / product_flops(512, 1) == 0.5625
+    assert product_flops(512, 2) == 2 * (256 * 512 + 256 * 256)
+    assert product_flops(512) == 512 * 513                     # the symmetric minimum
+    # blocks that do not divide d_k (edges 0, 4, 7): rows 0-3 times 7 columns, rows 4-6 times 3
+    assert product_flops(7, 2) == 2 * (4 * 7 + 3 * 3)
+
+
+def test_gflops_needed_for_a_ratio():
+    # 1e9 flops a token at 1 token/s: a ratio of 0.8 leaves a quarter second for them
+    assert gflops_needed(1e9, 1.0, 0.8) == pytest.approx(4.0)
+    assert gflops_needed(1e9, 2.0, 0.5) == pytest.approx(2.0)
+    for bad in (0, 1, 1.2):
+        with pytest.raises(ValueError, match=f"ratio must lie strictly between 0 and 1, got {bad}"):
+            gflops_needed(1e9, 1.0, bad)
 
 
 def test_products_are_timed_on_the_keys_the_pass_multiplies(h, corpus):

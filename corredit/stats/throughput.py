@@ -11,7 +11,13 @@ Both passes run over the same pre-tokenized batches (tokenization excluded) and 
 ``repeats`` times. The key products are also timed alone, on keys captured once from the
 first batches, so ``ceiling = forward / (forward + products)`` (median of back-to-back
 repeats) says how much of the gap the products' own arithmetic explains: a ratio close to
-its ceiling leaves nothing but faster matrix products to gain.
+its ceiling leaves nothing but faster matrix products to gain. How fast they could be is
+measured too: ``products_gflops`` (the pass's products, counted by
+:func:`~corredit.stats.products.product_flops`) against ``full_product_gflops`` (one full
+``kᵀk`` of the same keys, the host's best matrix-product rate at these shapes), and
+:func:`gflops_needed` gives the rate a ratio would need::
+
+    gflops_needed(t["symmetric_flops_per_token"], t["forward_tokens_per_s"], 0.8)
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ from corredit.models.tracing import eval_mode
 from corredit.stats.collect import StatsState, TokenBatch, _Accumulator, _check_layers, _sync, iter_token_batches
 from corredit.stats.corpus import Corpus
 from corredit.stats.moment import SecondMoment
-from corredit.stats.products import KeyProducts, forward_keys
+from corredit.stats.products import KeyProducts, forward_keys, product_dtype, product_flops
 
-__all__ = ["bare_forward", "measure_throughput", "DEFAULT_PRODUCT_TOKENS"]
+__all__ = ["bare_forward", "measure_throughput", "gflops_needed", "DEFAULT_PRODUCT_TOKENS"]
 
 #: Tokens whose keys :func:`measure_throughput` keeps to time the products alone.
 DEFAULT_PRODUCT_TOKENS = 8192
@@ -52,6 +58,15 @@ def bare_forward(h: Any, top_layer: int, batches: Iterable[TokenBatch]) -> int:
             n += b.n_tokens
     _sync(h.device)
     return n
+
+
+def gflops_needed(flops_per_token: float, forward_tokens_per_s: float, ratio: float) -> float:
+    """The rate (GFLOP/s) at which products of ``flops_per_token`` must run for a pass that
+    adds nothing but them to a forward pass of ``forward_tokens_per_s`` to reach ``ratio``
+    (statistics over forward throughput, between 0 and 1 exclusive)."""
+    if not 0 < ratio < 1:
+        raise ValueError(f"gflops_needed: ratio must lie strictly between 0 and 1, got {ratio}")
+    return flops_per_token * forward_tokens_per_s / (1 / ratio - 1) / 1e9
 
 
 def _captured_keys(h: Any, layers: list[int], batches: list[TokenBatch],
@@ -88,7 +103,10 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
     pass's blocks, precision and flushes.
 
     Returns ``{"tokens", "stats_tokens_per_s", "forward_tokens_per_s",
-    "products_tokens_per_s", "ratio", "ratios", "ceiling"}`` (``ratios``: each repeat's)."""
+    "products_tokens_per_s", "ratio", "ratios", "ceiling", "product_flops_per_token",
+    "symmetric_flops_per_token", "products_gflops", "full_product_gflops"}``
+    (``ratios``: each repeat's; flops per token summed over the layers: the pass's block
+    products, and the symmetric product's minimum)."""
     layers = _check_layers(h, layers)
     if repeats < 1:
         raise ValueError(f"measure_throughput: repeats must be at least 1, got {repeats}")
@@ -125,10 +143,19 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
         prod.flush(state)
         _sync(h.device)
 
+    dtype = product_dtype(precision)
+    full_keys = [k.to(dtype) for keys, _ in captured for k in keys.values()]
+
+    def full_products() -> None:
+        for k in full_keys:
+            torch.mm(k.T, k)
+        _sync(h.device)
+
     bare_forward(h, max(layers), warm)
     stats_pass(warm)
     products_only()
-    t_fwd, t_stats, t_prod, ratios, ceilings = [], [], [], [], []
+    full_products()
+    t_fwd, t_stats, t_prod, t_full, ratios, ceilings = [], [], [], [], [], []
     n = 0
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -138,12 +165,19 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
         t2 = time.perf_counter()
         products_only()
         t3 = time.perf_counter()
+        full_products()
+        t_full.append(time.perf_counter() - t3)
         t_fwd.append((t1 - t0) / n)
         t_stats.append((t2 - t1) / n)
         t_prod.append((t3 - t2) / captured_tokens)
         ratios.append(t_fwd[-1] / t_stats[-1])
         ceilings.append(t_fwd[-1] / (t_fwd[-1] + t_prod[-1]))
+    d_k, blocks = h.key_size, acc.products.blocks
+    flops = len(layers) * product_flops(d_k, blocks)
     return {"tokens": float(n), "stats_tokens_per_s": 1 / min(t_stats),
             "forward_tokens_per_s": 1 / min(t_fwd), "products_tokens_per_s": 1 / min(t_prod),
             "ratio": statistics.median(ratios), "ratios": ratios,
-            "ceiling": statistics.median(ceilings)}
+            "ceiling": statistics.median(ceilings), "product_flops_per_token": flops,
+            "symmetric_flops_per_token": len(layers) * product_flops(d_k),
+            "products_gflops": flops / min(t_prod) / 1e9,
+            "full_product_gflops": 2 * d_k * d_k * len(layers) * captured_tokens / min(t_full) / 1e9}
