@@ -4,6 +4,8 @@ padding, cache provenance, resumption and the reference .npz layout."""
 from __future__ import annotations
 
 import numpy as np
+import math
+
 import pytest
 import torch
 
@@ -203,13 +205,34 @@ def test_throughput_counts_the_budget_and_reports_each_repeat(h, corpus):
     assert res["product_flops_per_token"] == 2 * product_flops(d, default_blocks(d))
     assert res["products_gflops"] == pytest.approx(
         res["product_flops_per_token"] * res["products_tokens_per_s"] / 1e9)
-    assert res["full_product_gflops"] > 0
+    assert res["full_product_gflops"] > 0 and res["keys_tokens_per_s"] > 0
     with pytest.raises(ValueError, match="repeats must be at least 1, got 0"):
         measure_throughput(h, [0], corpus, max_tokens=10, repeats=0)
     with pytest.raises(ValueError, match="product_tokens must be positive"):
         measure_throughput(h, [0], corpus, max_tokens=10, product_tokens=0)
     with pytest.raises(ValueError, match="corpus 'empty' yields no tokens"):
         measure_throughput(h, [0], TextsCorpus(["   "], identity="empty"), max_tokens=10)
+
+
+def test_throughput_times_each_pass_alone(h, corpus, monkeypatch):
+    # a clock that advances one second a reading: every throughput timed over exactly
+    # one pass reads its tokens per second
+    import itertools
+    import types
+
+    import corredit.stats.throughput as throughput
+
+    clock = itertools.count()
+    monkeypatch.setattr(throughput, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    res = measure_throughput(h, [0, 2], corpus, max_tokens=60, batch_size=2, repeats=2,
+                             product_tokens=1)
+    for key in ("stats_tokens_per_s", "forward_tokens_per_s", "keys_tokens_per_s"):
+        assert res[key] == 60, key
+    first = next(iter_token_batches(h.tokenizer, corpus, batch_size=2, max_tokens=60))
+    captured = res["products_tokens_per_s"]      # products timed on the first batch's keys
+    assert captured == first.n_tokens < 60
+    assert res["full_product_gflops"] == pytest.approx(2 * 2 * h.key_size ** 2 * captured / 1e9)
+    assert res["ratios"] == [1.0, 1.0]
 
 
 def test_product_flops_count_the_block_rows_upper_parts():
@@ -225,6 +248,9 @@ def test_gflops_needed_for_a_ratio():
     # 1e9 flops a token at 1 token/s: a ratio of 0.8 leaves a quarter second for them
     assert gflops_needed(1e9, 1.0, 0.8) == pytest.approx(4.0)
     assert gflops_needed(1e9, 2.0, 0.5) == pytest.approx(2.0)
+    # a forward pass to the keys of 1.25 tokens/s leaves 1.25 - 0.8 = 0.45 s a token
+    assert gflops_needed(1e9, 1.0, 0.8, keys_tokens_per_s=1.25) == pytest.approx(1 / 0.45)
+    assert gflops_needed(1e9, 1.0, 0.8, keys_tokens_per_s=0.8) == math.inf
     for bad in (0, 1, 1.2):
         with pytest.raises(ValueError, match=f"ratio must lie strictly between 0 and 1, got {bad}"):
             gflops_needed(1e9, 1.0, bad)

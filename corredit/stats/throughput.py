@@ -17,11 +17,13 @@ measured too: ``products_gflops`` (the pass's products, counted by
 ``kᵀk`` of the same keys, the host's best matrix-product rate at these shapes), and
 :func:`gflops_needed` gives the rate a ratio would need::
 
-    gflops_needed(t["symmetric_flops_per_token"], t["forward_tokens_per_s"], 0.8)
+    gflops_needed(t["symmetric_flops_per_token"], t["forward_tokens_per_s"], 0.8,
+                  t["keys_tokens_per_s"])
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from typing import Any, Iterable
@@ -60,13 +62,18 @@ def bare_forward(h: Any, top_layer: int, batches: Iterable[TokenBatch]) -> int:
     return n
 
 
-def gflops_needed(flops_per_token: float, forward_tokens_per_s: float, ratio: float) -> float:
-    """The rate (GFLOP/s) at which products of ``flops_per_token`` must run for a pass that
-    adds nothing but them to a forward pass of ``forward_tokens_per_s`` to reach ``ratio``
-    (statistics over forward throughput, between 0 and 1 exclusive)."""
+def gflops_needed(flops_per_token: float, forward_tokens_per_s: float, ratio: float,
+                  keys_tokens_per_s: float | None = None) -> float:
+    """The rate (GFLOP/s) at which products of ``flops_per_token`` must run for a pass of
+    ``ratio`` times the bare forward pass's ``forward_tokens_per_s`` (``ratio`` strictly
+    between 0 and 1) when the pass adds nothing else to the forward pass to its keys
+    (``keys_tokens_per_s``; default: as fast as the bare forward pass). ``math.inf`` when
+    that forward pass alone is already too slow."""
     if not 0 < ratio < 1:
         raise ValueError(f"gflops_needed: ratio must lie strictly between 0 and 1, got {ratio}")
-    return flops_per_token * forward_tokens_per_s / (1 / ratio - 1) / 1e9
+    keys = forward_tokens_per_s if keys_tokens_per_s is None else keys_tokens_per_s
+    budget = 1 / (ratio * forward_tokens_per_s) - 1 / keys     # seconds a token
+    return math.inf if budget <= 0 else flops_per_token / budget / 1e9
 
 
 def _captured_keys(h: Any, layers: list[int], batches: list[TokenBatch],
@@ -102,11 +109,13 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
     of the first batches holding ``product_tokens`` tokens (kept in memory), with the
     pass's blocks, precision and flushes.
 
-    Returns ``{"tokens", "stats_tokens_per_s", "forward_tokens_per_s",
+    Returns ``{"tokens", "stats_tokens_per_s", "forward_tokens_per_s", "keys_tokens_per_s",
     "products_tokens_per_s", "ratio", "ratios", "ceiling", "product_flops_per_token",
     "symmetric_flops_per_token", "products_gflops", "full_product_gflops"}``
-    (``ratios``: each repeat's; flops per token summed over the layers: the pass's block
-    products, and the symmetric product's minimum)."""
+    (``ratios``: each repeat's; ``keys_tokens_per_s``: the pass without its products, the
+    forward pass to the top layer's keys handing them over without padding; flops per
+    token summed over the layers: the pass's block products, and the symmetric product's
+    minimum)."""
     layers = _check_layers(h, layers)
     if repeats < 1:
         raise ValueError(f"measure_throughput: repeats must be at least 1, got {repeats}")
@@ -134,6 +143,14 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
     if not captured_tokens:
         raise ValueError(f"measure_throughput: corpus {corpus.identity!r} yields no tokens")
 
+    def keys_pass(bs: list[TokenBatch]) -> None:
+        with eval_mode(h.model), torch.no_grad():
+            for b in bs:
+                if b.n_tokens:
+                    forward_keys(h, layers, b.input_ids.to(h.device), b.attention_mask.to(h.device),
+                                 lambda layer, keys: None)
+        _sync(h.device)
+
     def products_only() -> None:
         state, prod = fresh_state(), KeyProducts(h, layers, blocks, precision, flush_tokens)
         for keys, n in captured:
@@ -153,9 +170,10 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
 
     bare_forward(h, max(layers), warm)
     stats_pass(warm)
+    keys_pass(warm)
     products_only()
     full_products()
-    t_fwd, t_stats, t_prod, t_full, ratios, ceilings = [], [], [], [], [], []
+    t_fwd, t_stats, t_keys, t_prod, t_full, ratios, ceilings = [], [], [], [], [], [], []
     n = 0
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -163,19 +181,23 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
         t1 = time.perf_counter()
         stats_pass(batches)
         t2 = time.perf_counter()
-        products_only()
+        keys_pass(batches)
         t3 = time.perf_counter()
+        products_only()
+        t4 = time.perf_counter()
         full_products()
-        t_full.append(time.perf_counter() - t3)
+        t_full.append(time.perf_counter() - t4)
+        t_keys.append((t3 - t2) / n)
         t_fwd.append((t1 - t0) / n)
         t_stats.append((t2 - t1) / n)
-        t_prod.append((t3 - t2) / captured_tokens)
+        t_prod.append((t4 - t3) / captured_tokens)
         ratios.append(t_fwd[-1] / t_stats[-1])
         ceilings.append(t_fwd[-1] / (t_fwd[-1] + t_prod[-1]))
     d_k, blocks = h.key_size, acc.products.blocks
     flops = len(layers) * product_flops(d_k, blocks)
     return {"tokens": float(n), "stats_tokens_per_s": 1 / min(t_stats),
-            "forward_tokens_per_s": 1 / min(t_fwd), "products_tokens_per_s": 1 / min(t_prod),
+            "forward_tokens_per_s": 1 / min(t_fwd), "keys_tokens_per_s": 1 / min(t_keys),
+            "products_tokens_per_s": 1 / min(t_prod),
             "ratio": statistics.median(ratios), "ratios": ratios,
             "ceiling": statistics.median(ceilings), "product_flops_per_token": flops,
             "symmetric_flops_per_token": len(layers) * product_flops(d_k),
