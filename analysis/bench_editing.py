@@ -24,9 +24,9 @@ by side in one run:
   products' rate (``stats_products_gflops``), one full ``kᵀk`` of the same keys
   (``stats_full_product_gflops``, the host's matrix-product rate at these shapes), and
   the rate a symmetric product would need for the pass to reach ``--stats-target``
-  (0.8) with nothing else added to the forward pass to the keys (timed too:
-  ``stats_keys_tokens_per_s``) (``stats_gflops_needed``; ``Infinity`` when that forward
-  pass alone is too slow);
+  (0.8) with nothing else added to the forward pass to the keys
+  (``stats_gflops_needed``; ``Infinity`` when that forward pass alone is too slow; its
+  throughput is ``stats_keys_tokens_per_s``);
 * :func:`corredit.evaluate.score_targets` over the edits' prompts;
 * seconds per edit of FT-L, ROME (facts applied one after another, and each from the
   unedited model with jointly optimised values: ``rome_independent``) and MEMIT (one batch).

@@ -254,6 +254,8 @@ def test_gflops_needed_for_a_ratio():
     for bad in (0, 1, 1.2):
         with pytest.raises(ValueError, match=f"ratio must lie strictly between 0 and 1, got {bad}"):
             gflops_needed(1e9, 1.0, bad)
+    with pytest.raises(ValueError, match="throughputs must be positive, got forward 1.0 and keys 0"):
+        gflops_needed(1e9, 1.0, 0.8, keys_tokens_per_s=0)
 
 
 def test_products_are_timed_on_the_keys_the_pass_multiplies(h, corpus):

@@ -72,6 +72,9 @@ def gflops_needed(flops_per_token: float, forward_tokens_per_s: float, ratio: fl
     if not 0 < ratio < 1:
         raise ValueError(f"gflops_needed: ratio must lie strictly between 0 and 1, got {ratio}")
     keys = forward_tokens_per_s if keys_tokens_per_s is None else keys_tokens_per_s
+    if not (forward_tokens_per_s > 0 and keys > 0):
+        raise ValueError(f"gflops_needed: throughputs must be positive, got forward "
+                         f"{forward_tokens_per_s} and keys {keys} tokens/s")
     budget = 1 / (ratio * forward_tokens_per_s) - 1 / keys     # seconds a token
     return math.inf if budget <= 0 else flops_per_token / budget / 1e9
 
