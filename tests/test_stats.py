@@ -259,17 +259,17 @@ def test_gflops_needed_for_a_ratio():
 
 
 def test_products_are_timed_on_the_keys_the_pass_multiplies(h, corpus):
-    from corredit.stats.throughput import _captured_keys
+    from corredit.stats.throughput import _keys_pass
 
     batches = list(iter_token_batches(h.tokenizer, corpus, batch_size=4, max_tokens=60))
-    captured = _captured_keys(h, [0, 2], batches, max_tokens=10_000)
+    captured = _keys_pass(h, [0, 2], batches, max_tokens=10_000, capture=True)
     assert len(captured) == len(batches) and sum(n for _, n in captured) == 60
     assert all(keys[l].shape == (n, h.key_size) for keys, n in captured for l in (0, 2))
     mom = second_moments(h, [0, 2], corpus, max_tokens=60, batch_size=4)
     for layer in (0, 2):
         k = torch.cat([keys[layer] for keys, _ in captured]).double()
         torch.testing.assert_close(k.T @ k, mom[layer].sum, rtol=1e-9, atol=1e-9)
-    first = _captured_keys(h, [0, 2], batches, max_tokens=1)
+    first = _keys_pass(h, [0, 2], batches, max_tokens=1, capture=True)
     assert len(first) == 1 and first[0][1] == batches[0].n_tokens
 
 

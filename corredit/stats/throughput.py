@@ -79,23 +79,29 @@ def gflops_needed(flops_per_token: float, forward_tokens_per_s: float, ratio: fl
     return math.inf if budget <= 0 else flops_per_token / budget / 1e9
 
 
-def _captured_keys(h: Any, layers: list[int], batches: list[TokenBatch],
-                   max_tokens: int) -> list[tuple[dict[int, torch.Tensor], int]]:
-    """The non-padding keys of the first batches holding at least ``max_tokens`` tokens
-    (all of them when there are fewer): ``[({layer: keys}, n_tokens), ...]``."""
+def _keys_pass(h: Any, layers: list[int], batches: list[TokenBatch], max_tokens: int | None = None,
+               capture: bool = False) -> list[tuple[dict[int, torch.Tensor], int]]:
+    """Forward passes to the keys (:func:`~corredit.stats.products.forward_keys`) over the
+    batches with tokens, up to the first batches holding ``max_tokens`` (default: all).
+    With ``capture``, returns copies of their non-padding keys, ``[({layer: keys},
+    n_tokens), ...]``; otherwise the keys are dropped where they are made (a statistics
+    pass without its products) and the list is empty."""
     out: list[tuple[dict[int, torch.Tensor], int]] = []
     n = 0
     with eval_mode(h.model), torch.no_grad():
         for b in batches:
-            if n >= max_tokens:
+            if max_tokens is not None and n >= max_tokens:
                 break
             if not b.n_tokens:
                 continue
             keys: dict[int, torch.Tensor] = {}
             forward_keys(h, layers, b.input_ids.to(h.device), b.attention_mask.to(h.device),
-                         lambda layer, k: keys.__setitem__(layer, k.clone()))
-            out.append((keys, b.n_tokens))
+                         (lambda layer, k: keys.__setitem__(layer, k.clone())) if capture
+                         else (lambda layer, k: None))
+            if capture:
+                out.append((keys, b.n_tokens))
             n += b.n_tokens
+    _sync(h.device)
     return out
 
 
@@ -141,18 +147,10 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
         _sync(h.device)
         return state.tokens
 
-    captured = _captured_keys(h, layers, batches, product_tokens)
+    captured = _keys_pass(h, layers, batches, product_tokens, capture=True)
     captured_tokens = sum(n for _, n in captured)
     if not captured_tokens:
         raise ValueError(f"measure_throughput: corpus {corpus.identity!r} yields no tokens")
-
-    def keys_pass(bs: list[TokenBatch]) -> None:
-        with eval_mode(h.model), torch.no_grad():
-            for b in bs:
-                if b.n_tokens:
-                    forward_keys(h, layers, b.input_ids.to(h.device), b.attention_mask.to(h.device),
-                                 lambda layer, keys: None)
-        _sync(h.device)
 
     def products_only() -> None:
         state, prod = fresh_state(), KeyProducts(h, layers, blocks, precision, flush_tokens)
@@ -173,7 +171,7 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
 
     bare_forward(h, max(layers), warm)
     stats_pass(warm)
-    keys_pass(warm)
+    _keys_pass(h, layers, warm)
     products_only()
     full_products()
     t_fwd, t_stats, t_keys, t_prod, t_full, ratios, ceilings = [], [], [], [], [], [], []
@@ -184,7 +182,7 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
         t1 = time.perf_counter()
         stats_pass(batches)
         t2 = time.perf_counter()
-        keys_pass(batches)
+        _keys_pass(h, layers, batches)
         t3 = time.perf_counter()
         products_only()
         t4 = time.perf_counter()
