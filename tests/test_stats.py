@@ -3,9 +3,9 @@ padding, cache provenance, resumption and the reference .npz layout."""
 
 from __future__ import annotations
 
-import numpy as np
 import math
 
+import numpy as np
 import pytest
 import torch
 

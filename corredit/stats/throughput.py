@@ -203,4 +203,4 @@ def measure_throughput(h: Any, layers: Iterable[int], corpus: Corpus, *, max_tok
             "ceiling": statistics.median(ceilings), "product_flops_per_token": flops,
             "symmetric_flops_per_token": len(layers) * product_flops(d_k),
             "products_gflops": flops / min(t_prod) / 1e9,
-            "full_product_gflops": 2 * d_k * d_k * len(layers) * captured_tokens / min(t_full) / 1e9}
+            "full_product_gflops": len(layers) * product_flops(d_k, 1) * captured_tokens / min(t_full) / 1e9}
